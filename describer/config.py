@@ -1,0 +1,76 @@
+"""One frozen configuration for a run, built by the CLI or by a library user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+#: Default model: a current, stable Gemini Flash model (ai.google.dev/gemini-api/docs/models,
+#: read 2026-11). Override with ``--model`` or ``DESCRIBER_MODEL``.
+DEFAULT_MODEL = "gemini-3.5-flash"
+DEFAULT_PROMPT = (
+    "Describe this image in one or two sentences for alt text: the main subject, the setting, "
+    "and any legible text."
+)
+#: Largest download accepted, in bytes (``--max-bytes``). Generous for 12 MP+ photographs,
+#: small enough that an endless body is cut off quickly.
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+#: Gemini's limit for a whole request with inline data is 20 MB
+#: (ai.google.dev/gemini-api/docs/image-understanding). Larger images need ``--max-side``.
+INLINE_LIMIT_BYTES = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything a run needs; immutable so stages can share it freely.
+
+    Times are in seconds, sizes in bytes or pixels as named. ``api_key`` is optional: when
+    ``None`` the google-genai client reads ``GEMINI_API_KEY``/``GOOGLE_API_KEY`` or the Vertex
+    AI variables itself. It is excluded from ``repr`` so it never lands in a log.
+    """
+
+    prompt: str = DEFAULT_PROMPT
+    model: str = DEFAULT_MODEL
+    system_instruction: str | None = None
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+    concurrency: int = 16
+    prefetch: int | None = None  # downloads allowed ahead of the model side; None: concurrency // 2
+    max_side: int | None = None
+    max_bytes: int = DEFAULT_MAX_BYTES
+    download_timeout: float = 60.0
+    request_timeout: float = 180.0
+    max_redirects: int = 5
+    follow_symlinks: bool = False
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    output: Path | None = None
+    progress: bool | None = None  # None: show a bar when stderr is a terminal
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.concurrency >= 1, "--concurrency must be at least 1"),
+            (self.prefetch is None or self.prefetch >= 0, "--prefetch must be 0 or more"),
+            (self.max_side is None or self.max_side >= 16, "--max-side must be at least 16 px"),
+            (self.max_bytes >= 1, "--max-bytes must be at least 1"),
+            (self.download_timeout > 0, "--download-timeout must be positive"),
+            (self.request_timeout > 0, "--request-timeout must be positive"),
+            (self.max_redirects >= 0, "--max-redirects must be 0 or more"),
+            (bool(self.prompt.strip()), "--prompt must not be empty"),
+            (bool(self.model.strip()), "--model must not be empty"),
+            (
+                self.max_output_tokens is None or self.max_output_tokens >= 1,
+                "--max-output-tokens must be at least 1",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def window(self) -> int:
+        """Items allowed in flight from download start to describe end."""
+        ahead = self.concurrency // 2 if self.prefetch is None else self.prefetch
+        return self.concurrency + max(ahead, 0)

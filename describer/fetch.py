@@ -1,0 +1,105 @@
+"""Fetch stage: the bytes of one source, from an http(s) URL or a local file, size-capped.
+
+Downloads share the run's one ``aiohttp.ClientSession``. The body streams into a buffer that
+stops at ``max_bytes``, so an endless body costs at most that much memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import aiohttp
+
+from .config import Config
+from .errors import ErrorType, ItemFailure
+from .sources import Kind, Source
+
+_CHUNK = 1 << 16
+USER_AGENT = "describer/0.1 (+https://pypi.org/project/describer/)"
+
+
+async def fetch(source: Source, session: aiohttp.ClientSession, config: Config) -> bytes:
+    """The bytes of ``source``: at most ``config.max_bytes`` of them.
+
+    Raises :class:`ItemFailure` with ``invalid_source``, ``http_error``, ``download_error``,
+    ``timeout`` or ``too_large``.
+    """
+    if source.kind is Kind.INVALID:
+        raise ItemFailure(ErrorType.INVALID_SOURCE, source.problem or "invalid source")
+    if source.kind is Kind.PATH:
+        return await asyncio.to_thread(read_file, source.location, config.max_bytes)
+    return await download(source.location, session, config)
+
+
+def read_file(path: str, max_bytes: int) -> bytes:
+    """A local file's bytes; raises :class:`ItemFailure` when missing, unreadable or too large."""
+    try:
+        size = os.path.getsize(path)
+        if size > max_bytes:
+            raise _too_large(size, max_bytes)
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise ItemFailure(ErrorType.INVALID_SOURCE, f"cannot read file: {exc.strerror}") from None
+    if len(data) > max_bytes:
+        raise _too_large(len(data), max_bytes)
+    return data
+
+
+async def download(url: str, session: aiohttp.ClientSession, config: Config) -> bytes:
+    """GET ``url`` following at most ``config.max_redirects`` redirects; the body's bytes."""
+    timeout = aiohttp.ClientTimeout(total=config.download_timeout)
+    try:
+        async with session.get(
+            url,
+            timeout=timeout,
+            max_redirects=config.max_redirects,
+            headers={"User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.5"},
+        ) as response:
+            _check_status(response)
+            return await _read_capped(response, config.max_bytes)
+    except aiohttp.TooManyRedirects:
+        message = f"too many redirects (more than {config.max_redirects}); a redirect loop?"
+        raise ItemFailure(ErrorType.DOWNLOAD_ERROR, message) from None
+    except TimeoutError:
+        message = f"download took longer than {config.download_timeout:g} s"
+        raise ItemFailure(ErrorType.TIMEOUT, message) from None
+    except aiohttp.ClientError as exc:
+        raise ItemFailure(ErrorType.DOWNLOAD_ERROR, _client_error_message(exc)) from None
+
+
+def _check_status(response: aiohttp.ClientResponse) -> None:
+    if response.status >= 400:
+        reason = f" {response.reason}" if response.reason else ""
+        raise ItemFailure(ErrorType.HTTP_ERROR, f"HTTP {response.status}{reason}")
+
+
+async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    declared = response.content_length
+    if declared is not None and declared > max_bytes:
+        raise _too_large(declared, max_bytes)
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        total += len(chunk)
+        if total > max_bytes:
+            raise ItemFailure(
+                ErrorType.TOO_LARGE, f"body exceeds --max-bytes ({max_bytes:,} bytes); stopped"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int, max_bytes: int) -> ItemFailure:
+    return ItemFailure(ErrorType.TOO_LARGE, f"{size:,} bytes is over --max-bytes ({max_bytes:,})")
+
+
+def _client_error_message(exc: aiohttp.ClientError) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the connection broke before the whole body arrived"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection without answering"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,136 @@
+"""The streaming pipeline: sources → fetch → prepare → describe → results, bounded.
+
+At most ``config.window`` items (``concurrency`` + prefetch) are in flight from the start of
+their download until their result is taken by the consumer, so memory stays flat however long
+the input; at most ``config.concurrency`` of them are inside a model call. Results come out in
+completion order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable, Iterator
+
+import aiohttp
+from google import genai
+
+from .config import Config
+from .describe import check_credentials, create_client, describe_image, generation_config
+from .errors import ErrorType, ItemError, ItemFailure
+from .fetch import fetch
+from .prepare import Prepared, prepare
+from .records import Result
+from .sources import Source, SourceReader, iterate_in_thread
+
+log = logging.getLogger("describer")
+_END = object()
+
+
+async def describe(
+    sources: Iterable[str],
+    config: Config,
+    *,
+    reader: SourceReader | None = None,
+    stop: asyncio.Event | None = None,
+) -> AsyncIterator[Result]:
+    """Describe every source; yield one :class:`Result` per distinct source as each completes.
+
+    ``sources`` are strings as on the command line: URLs, image files, folders, list files.
+    Setting ``stop`` stops taking new sources; items already started still yield their
+    results. Raises :class:`describer.ConfigError` when no credentials are configured.
+    """
+    check_credentials(config)
+    reader = reader or SourceReader(config.follow_symlinks)
+    async with open_session() as session:
+        pipeline = Pipeline(config, session, create_client(config, session))
+        async for result in pipeline.run(reader.iter(sources), stop):
+            yield result
+
+
+def open_session() -> aiohttp.ClientSession:
+    """The run's one HTTP session, shared by downloads and the google-genai client.
+
+    The connection pool is unbounded because the pipeline's semaphores bound the requests.
+    """
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(connector=connector, trust_env=True)
+
+
+class Pipeline:
+    """Runs items through the stages under the run's concurrency bounds."""
+
+    def __init__(self, config: Config, session: aiohttp.ClientSession, client: genai.Client):
+        self._config = config
+        self._session = session
+        self._client = client
+        self._settings = generation_config(config)
+        self._window = asyncio.Semaphore(config.window)
+        self._model_slots = asyncio.Semaphore(config.concurrency)
+        self._results: asyncio.Queue[object] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(
+        self, sources: Iterator[Source], stop: asyncio.Event | None = None
+    ) -> AsyncIterator[Result]:
+        """Yield results in completion order; see :func:`describe`."""
+        feeder = asyncio.create_task(self._feed(sources))
+        watcher = asyncio.create_task(_cancel_when_set(stop, feeder)) if stop else None
+        try:
+            while (result := await self._results.get()) is not _END:
+                self._window.release()  # the slot is free once the result is handed over
+                assert isinstance(result, Result)
+                yield result
+            await feeder  # re-raise a failure to read the sources
+        finally:
+            for task in (feeder, watcher, *self._tasks):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(feeder, *self._tasks, return_exceptions=True)
+
+    async def _feed(self, sources: Iterator[Source]) -> None:
+        try:
+            async for source in iterate_in_thread(sources):
+                await self._window.acquire()
+                task = asyncio.create_task(self._item(source))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        except asyncio.CancelledError:
+            pass  # stopped: no new items; those in flight still finish
+        finally:
+            if self._tasks:
+                await asyncio.wait(set(self._tasks))
+            self._results.put_nowait(_END)
+
+    async def _item(self, source: Source) -> None:
+        self._results.put_nowait(await self._process(source))
+
+    async def _process(self, source: Source) -> Result:
+        config = self._config
+        prepared: Prepared | None = None
+        try:
+            data = await fetch(source, self._session, config)
+            prepared = await asyncio.to_thread(prepare, data, config.max_side)
+            del data
+            async with self._model_slots:
+                answer = await describe_image(self._client, prepared, config, self._settings)
+            return Result.described(source.ref, config.model, config.prompt, prepared, answer)
+        except ItemFailure as failure:
+            return _failed(source, config, failure.error, prepared)
+        except Exception as exc:  # a bug must cost one item, not the run; it is logged in full
+            log.exception("internal error on %s", source.ref)
+            error = ItemError(ErrorType.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            return _failed(source, config, error, prepared)
+
+
+def _failed(source: Source, config: Config, error: ItemError, prepared: Prepared | None) -> Result:
+    image = prepared.image if prepared else None
+    original = prepared.original if prepared else None
+    return Result(
+        source.ref, config.model, config.prompt, error=error, image=image, original=original
+    )
+
+
+async def _cancel_when_set(event: asyncio.Event, task: asyncio.Task[None]) -> None:
+    await event.wait()
+    task.cancel()

@@ -1,0 +1,184 @@
+"""Prepare stage: decide what bytes go to Gemini for one downloaded file.
+
+PNG, JPEG, WEBP, HEIC and HEIF go as their original bytes (never re-encoded through a
+``PIL.Image``: google-genai would re-encode those as PNG, several times larger). Other raster
+formats Pillow reads (GIF's first frame, BMP, TIFF), 16-bit PNGs, CMYK JPEGs and images larger
+than ``--max-side`` are re-encoded as JPEG (or PNG where there is transparency), with the EXIF
+orientation applied. Size, dimensions and MIME type come from the header alone.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import pillow_heif
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .config import INLINE_LIMIT_BYTES
+from .errors import ErrorType, ItemFailure
+from .formats import NATIVE, Format, describe_unknown, is_complete, png_bit_depth
+from .formats import sniff as sniff_format
+
+pillow_heif.register_heif_opener()
+# Pillow's decompression-bomb guard stays on (Image.MAX_IMAGE_PIXELS): images over twice the
+# limit raise, and are reported as too_large. The warning band below that is not an error.
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+_JPEG_QUALITY = 90
+_ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+_CONVERT_MODES = {"CMYK", "YCbCr", "LAB", "I", "I;16", "I;16B", "I;16L", "F", "1"}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """What was sent (or, as ``original``, what was downloaded).
+
+    ``width``/``height`` are in pixels as displayed (EXIF orientation applied); ``bytes`` is the
+    size of the encoded data.
+    """
+
+    mime_type: str
+    width: int
+    height: int
+    bytes: int
+
+    def to_json(self) -> dict[str, str | int]:
+        """The JSON shape of ``image`` in a record."""
+        return {
+            "mime_type": self.mime_type,
+            "width": self.width,
+            "height": self.height,
+            "bytes": self.bytes,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Bytes ready for ``types.Part.from_bytes``; ``original`` is set when they were re-encoded."""
+
+    data: bytes
+    image: ImageInfo
+    original: ImageInfo | None = None
+
+
+def prepare(data: bytes, max_side: int | None = None) -> Prepared:
+    """The bytes to send for ``data``, original when possible.
+
+    Raises :class:`ItemFailure`: ``not_an_image`` (empty, HTML, text, unknown bytes),
+    ``unsupported_format`` (SVG), ``corrupt_image`` (truncated or undecodable),
+    ``too_large`` (decompression bomb, or still over Gemini's 20 MB inline limit).
+    """
+    fmt = _sniff(data)
+    image = _open(data)
+    info = ImageInfo(fmt.value, *_display_size(image), len(data))
+    if _can_pass_through(fmt, image, data, max_side):
+        if not is_complete(fmt, data):
+            raise ItemFailure(
+                ErrorType.CORRUPT_IMAGE, f"truncated {fmt.name} file ({len(data):,} bytes)"
+            )
+        prepared = Prepared(data, info)
+    else:
+        prepared = _reencode(image, fmt, info, max_side)
+    _check_inline_limit(prepared)
+    return prepared
+
+
+def _sniff(data: bytes) -> Format:
+    fmt = sniff_format(data[:512])
+    if fmt is None:
+        raise ItemFailure(ErrorType.NOT_AN_IMAGE, f"not an image: {describe_unknown(data[:512])}")
+    if fmt is Format.SVG:
+        raise ItemFailure(
+            ErrorType.UNSUPPORTED_FORMAT,
+            "SVG is a vector format; Gemini takes PNG, JPEG, WEBP, HEIC or HEIF",
+        )
+    return fmt
+
+
+def _open(data: bytes) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ItemFailure(ErrorType.TOO_LARGE, f"decompression bomb refused: {exc}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ItemFailure(ErrorType.CORRUPT_IMAGE, f"cannot read image header: {exc}") from None
+
+
+def _display_size(image: Image.Image) -> tuple[int, int]:
+    width, height = image.size
+    if _orientation(image) in _ROTATING_ORIENTATIONS:
+        return height, width
+    return width, height
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except (OSError, SyntaxError, ValueError, TypeError):
+        return 1
+
+
+def _can_pass_through(fmt: Format, image: Image.Image, data: bytes, max_side: int | None) -> bool:
+    if fmt not in NATIVE or image.mode in _CONVERT_MODES:
+        return False
+    if fmt is Format.PNG and png_bit_depth(data) > 8:
+        return False
+    return max_side is None or max(image.size) <= max_side
+
+
+def _reencode(image: Image.Image, fmt: Format, info: ImageInfo, max_side: int | None) -> Prepared:
+    try:
+        pixels = _decode(image, max_side)
+    except Image.DecompressionBombError as exc:
+        raise ItemFailure(ErrorType.TOO_LARGE, f"decompression bomb refused: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ItemFailure(ErrorType.CORRUPT_IMAGE, f"cannot decode {fmt.name}: {exc}") from None
+    if max_side is not None:
+        pixels.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    data, mime = _encode(pixels)
+    sent = ImageInfo(mime, pixels.width, pixels.height, len(data))
+    return Prepared(data, sent, original=info)
+
+
+def _decode(image: Image.Image, max_side: int | None) -> Image.Image:
+    """Decode the first frame, cheaply scaled where the codec allows, upright and 8-bit."""
+    if max_side is not None and image.format == "JPEG":
+        image.draft("RGB", (max_side, max_side))  # DCT scaling: no full-size decode
+    image.load()
+    upright = ImageOps.exif_transpose(image) or image
+    return _to_8bit(upright)
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        scaled = image.convert("I").point(lambda value: value * (1 / 256))
+        return scaled.convert("L")
+    if image.mode == "F":
+        return image.convert("L")
+    if image.mode == "P":
+        return image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA"):
+        return image.convert("RGBA")
+    if image.mode in ("RGB", "L"):
+        return image
+    return image.convert("RGB")
+
+
+def _encode(image: Image.Image) -> tuple[bytes, str]:
+    out = io.BytesIO()
+    if image.mode == "RGBA":
+        image.save(out, format="PNG", compress_level=6)
+        return out.getvalue(), Format.PNG.value
+    image.save(out, format="JPEG", quality=_JPEG_QUALITY)
+    return out.getvalue(), Format.JPEG.value
+
+
+def _check_inline_limit(prepared: Prepared) -> None:
+    if prepared.image.bytes > INLINE_LIMIT_BYTES:
+        raise ItemFailure(
+            ErrorType.TOO_LARGE,
+            f"{prepared.image.bytes:,} bytes is over Gemini's 20 MB inline limit; "
+            "use --max-side to downscale",
+        )

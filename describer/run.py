@@ -1,0 +1,75 @@
+"""``run(config, sources)``: the whole command as one async call, returning the exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from typing import IO
+
+from .config import Config
+from .describe import check_credentials
+from .output import Progress, Tally, open_output, write_record
+from .pipeline import describe
+from .sources import SourceReader
+
+#: Exit codes (README, "Exit codes").
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+async def run(config: Config, sources: Sequence[str], stdin: IO[str] | None = None) -> int:
+    """Describe ``sources`` and write one record per source; the exit code.
+
+    0: every item described; 1: some failed (their records are written); 130: interrupted
+    (Ctrl-C). Raises :class:`ConfigError` (exit 2) for whole-run problems.
+    """
+    check_credentials(config)
+    reader = SourceReader(config.follow_symlinks, stdin)
+    tally = Tally()
+    with open_output(config.output) as stream:
+        progress = Progress(config.progress)
+        with _Interrupts(progress) as interrupts:
+            try:
+                async for result in describe(sources, config, reader=reader, stop=interrupts.stop):
+                    write_record(stream, result)
+                    tally.add(result)
+                    progress.update(tally)
+            except asyncio.CancelledError:
+                interrupts.aborted = True
+        progress.close()
+    progress.write(tally.summary(reader.stats, interrupted=interrupts.interrupted))
+    if interrupts.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_SOME_FAILED if tally.failed else EXIT_OK
+
+
+class _Interrupts:
+    """First Ctrl-C: take no new items, finish those in flight. Second: cancel them."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.stop = asyncio.Event()
+        self.aborted = False
+        self._progress = progress
+        self._task: asyncio.Task[object] | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop.is_set() or self.aborted
+
+    def __enter__(self) -> _Interrupts:
+        self._task = asyncio.current_task()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+
+    def _on_signal(self) -> None:
+        if not self.stop.is_set():
+            self.stop.set()
+            self._progress.write(
+                "describer: stopping: finishing items in flight (Ctrl-C again to cancel them)"
+            )
+        elif self._task is not None:
+            self.aborted = True
+            self._task.cancel()
