@@ -78,9 +78,9 @@ class Pipeline:
         watcher = asyncio.create_task(_cancel_when_set(stop, feeder)) if stop else None
         try:
             while (result := await self._results.get()) is not _END:
-                self._window.release()  # the slot is free once the result is handed over
                 assert isinstance(result, Result)
                 yield result
+                self._window.release()  # free once the consumer comes back for more
             await feeder  # re-raise a failure to read the sources
         finally:
             for task in (feeder, watcher, *self._tasks):

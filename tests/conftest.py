@@ -1,0 +1,122 @@
+"""Fixtures: the project's Gemini emulator and image server, on real loopback HTTP."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import aiohttp
+import pytest
+
+from describer import Config, run
+from describer.emulator import EmulatorSettings, GeminiEmulator, ImageServer
+
+TEST_KEY = "test-key-not-secret"
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[GeminiEmulator]:
+    """A Gemini emulator on a free port, zero latency; tests tune it with ``configure``."""
+    async with GeminiEmulator(EmulatorSettings()) as emu:
+        yield emu
+
+
+@pytest.fixture
+async def images() -> AsyncIterator[ImageServer]:
+    """A local image server; tests register bodies with ``add`` and friends."""
+    async with ImageServer() as server:
+        yield server
+
+
+@pytest.fixture
+def gemini_env(monkeypatch: pytest.MonkeyPatch, emulator: GeminiEmulator) -> GeminiEmulator:
+    """Point the real google-genai client at the emulator with a dummy key."""
+    for name in ("GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_CLOUD_PROJECT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emulator.base_url)
+    return emulator
+
+
+@dataclass
+class Outcome:
+    """What a run produced: exit code, parsed JSON lines, and stderr text."""
+
+    code: int
+    records: list[dict[str, Any]]
+    stderr: str
+
+    def by_source(self) -> dict[str, dict[str, Any]]:
+        """Records keyed by ``source``; fails on a repeated source."""
+        keyed = {r["source"]: r for r in self.records}
+        assert len(keyed) == len(self.records), "a source has more than one record"
+        return keyed
+
+
+async def describe_run(
+    capsys: pytest.CaptureFixture[str], sources: list[str], **options: Any
+) -> Outcome:
+    """``describer.run`` in this event loop, records read from captured stdout."""
+    options.setdefault("progress", False)
+    code = await run(Config(**options), sources)
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    return Outcome(code, records, captured.err)
+
+
+def cli(
+    args: list[str], env: dict[str, str], stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``describe-images`` in a child process with exactly ``env`` added to PATH/HOME."""
+    base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    return subprocess.run(
+        [sys.executable, "-c", "from describer.cli import main; main()", *args],
+        input=stdin, capture_output=True, text=True, env={**base, **env}, timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def write_files(tmp_path: Path) -> Any:
+    """Write ``{name: bytes}`` under tmp_path/photos and return that folder."""
+
+    def write(files: dict[str, bytes], folder: str = "photos") -> Path:
+        root = tmp_path / folder
+        for name, data in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(data)
+        return root
+
+    return write
+
+
+@pytest.fixture
+def aioresponses_compat() -> Iterator[None]:
+    """Let aioresponses 0.7.9 build responses under aiohttp >= 3.14.
+
+    aiohttp 3.14 added a required ``stream_writer`` argument to ``ClientResponse``, which
+    aioresponses 0.7.9 does not pass (pnuckowski/aioresponses#289). aiohttp is not pinned
+    below 3.14 because 3.14.0 is a security release; this shim adds the argument (aiohttp
+    only reads its ``output_size``) and is a no-op on older aiohttp.
+    """
+    import aioresponses.core as core
+
+    if "stream_writer" not in inspect.signature(aiohttp.ClientResponse.__init__).parameters:
+        yield
+        return
+
+    class CompatResponse(aiohttp.ClientResponse):
+        def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("stream_writer", mock.Mock(output_size=0))
+            super().__init__(method, url, **kwargs)
+
+    with mock.patch.object(core, "ClientResponse", CompatResponse):
+        yield
