@@ -14,19 +14,24 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import pillow_heif
 import pytest
 from google import genai
 from google.genai import errors, types
 from PIL import Image
 
-from describer.emulator import EmulatorSettings, GeminiEmulator, ImageServer
+from describer.emulator import EmulatorSettings, GeminiEmulator, ImageServer, gemini
 from describer.emulator.gemini import MSG_BAD_IMAGE, image_tokens
+
+pillow_heif.register_heif_opener()  # lets Pillow save HEIF test images
 
 
 def make_image(width: int, height: int, shade: int = 0, fmt: str = "JPEG") -> bytes:
-    """A small solid-colour image of width x height px encoded as ``fmt``."""
+    """A small gradient image of width x height px encoded as ``fmt`` (JPEG, PNG, ...)."""
+    im = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    im.paste((shade % 256, 90, 160), (0, 0, max(1, width // 4), max(1, height // 4)))
     buf = io.BytesIO()
-    Image.new("RGB", (width, height), (shade % 256, 90, 160)).save(buf, fmt)
+    im.save(buf, fmt)
     return buf.getvalue()
 
 
@@ -118,6 +123,27 @@ async def test_undecodable_image_is_gemini_400(client: genai.Client) -> None:
         await describe(client, make_image(8, 8), mime="image/gif")
 
 
+@pytest.mark.parametrize(("fmt", "mime", "label"), [
+    ("PNG", "image/png", "PNG"), ("WEBP", "image/webp", "WEBP"), ("HEIF", "image/heic", "HEIF")])
+async def test_other_formats_accepted(client: genai.Client, fmt: str, mime: str,
+                                      label: str) -> None:
+    resp = await describe(client, make_image(66, 34, fmt=fmt), mime)
+    assert resp.text and f"66x34 {label}" in resp.text
+
+
+@pytest.mark.parametrize("full_decode_max", [10_000_000, 0])
+async def test_truncated_images_rejected_in_both_check_modes(
+        client: genai.Client, monkeypatch: pytest.MonkeyPatch, full_decode_max: int) -> None:
+    monkeypatch.setattr(gemini, "FULL_DECODE_MAX_BYTES", full_decode_max)
+    jpeg, png = make_image(200, 100, fmt="JPEG"), make_image(200, 100, fmt="PNG")
+    assert (await describe(client, jpeg)).text
+    assert (await describe(client, png, "image/png")).text
+    for data, mime in ((jpeg[: len(jpeg) - 40], "image/jpeg"), (png[:-30], "image/png")):
+        with pytest.raises(errors.ClientError) as info:
+            await describe(client, data, mime)
+        assert info.value.message == MSG_BAD_IMAGE
+
+
 async def test_missing_key_is_403_and_no_contents_is_400(emu: GeminiEmulator) -> None:
     url = f"{emu.base_url}/v1/models/gemini-x:generateContent"
     async with aiohttp.ClientSession() as s:
@@ -145,7 +171,7 @@ async def test_rpm_quota_gives_429_with_retry_info(emu: GeminiEmulator,
     assert info.value.code == 429 and info.value.status == "RESOURCE_EXHAUSTED"
     details = info.value.details["error"]["details"]
     retry = [d for d in details if d["@type"].endswith("google.rpc.RetryInfo")]
-    assert retry and retry[0]["retryDelay"] in {"59s", "60s"}
+    assert retry and retry[0]["retryDelay"] == "60s"
     assert emu.stats.rate_limited == 1 and emu.stats.generate_requests == 3
     assert len(emu.stats.images) == 2
 
@@ -185,6 +211,29 @@ async def test_fail_503_twice_then_success_via_control_endpoint(
         assert info.value.code == 503 and info.value.status == "UNAVAILABLE"
     assert (await describe(client, data)).text
     assert emu.stats.responses_by_status == {503: 2, 200: 1}
+
+
+async def test_slow_and_fail_400_scripts_and_bad_script(emu: GeminiEmulator,
+                                                        client: genai.Client) -> None:
+    slow, bad = make_image(30, 30), make_image(31, 31)
+    emu.script(sha(slow), "slow:0.15")
+    emu.script(sha(bad), "fail:400")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert (await describe(client, slow)).text
+    assert loop.time() - started >= 0.15
+    for _ in range(2):
+        with pytest.raises(errors.ClientError) as info:
+            await describe(client, bad)
+        assert info.value.code == 400
+    with pytest.raises(ValueError):
+        emu.script(sha(bad), "explode")
+    async with aiohttp.ClientSession() as s, s.post(
+            f"{emu.base_url}/_emulator/script", json={"sha256": "ab", "behaviour": "x"}) as r:
+        assert r.status == 400
+    stats = emu.stats
+    emu.reset_stats()
+    assert stats is emu.stats and stats.generate_requests == 0 and stats.images == []
 
 
 async def test_fault_rate_one_injects_503(emu: GeminiEmulator, client: genai.Client) -> None:

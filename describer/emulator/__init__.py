@@ -1,0 +1,10 @@
+"""Local stand-ins for Google's Gemini API and for image hosts, used by tests and benchmarks.
+
+``GeminiEmulator`` speaks the Gemini REST API over real HTTP (point google-genai at its
+``base_url``); ``ImageServer`` serves image files and scripted misbehaving routes.
+"""
+
+from describer.emulator.gemini import EmulatorSettings, GeminiEmulator
+from describer.emulator.images import ImageServer
+
+__all__ = ["EmulatorSettings", "GeminiEmulator", "ImageServer"]

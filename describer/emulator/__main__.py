@@ -1,0 +1,77 @@
+"""Run the Gemini emulator: ``python -m describer.emulator [--port 8089] [--latency 0.5-1.5]``.
+
+Prints the base URL alone as the first stdout line (so scripts can read it; ``--port 0``
+picks a free port), a human line on stderr, and serves until SIGINT or SIGTERM (exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+from describer.emulator.gemini import EmulatorSettings, GeminiEmulator
+
+
+def parse_latency(text: str) -> tuple[float, float]:
+    """Parse "0.2" (fixed seconds) or "0.5-1.5" (uniform range in seconds)."""
+    low, sep, high = text.partition("-")
+    try:
+        pair = (float(low), float(high)) if sep else (float(low), float(low))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"latency must be S or LOW-HIGH, got {text!r}") from exc
+    if not 0 <= pair[0] <= pair[1]:
+        raise argparse.ArgumentTypeError("latency needs 0 <= LOW <= HIGH")
+    return pair
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options; defaults: 127.0.0.1:8089, no latency, quota or faults."""
+    p = argparse.ArgumentParser(prog="python -m describer.emulator",
+                                description="Local emulator of the Gemini REST API.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8089, help="0 picks a free port")
+    p.add_argument("--latency", type=parse_latency, default=(0.0, 0.0),
+                   help="seconds per generate request: S or LOW-HIGH (uniform)")
+    p.add_argument("--embed-latency", type=parse_latency, default=(0.0, 0.0),
+                   help="seconds per embed call: S or LOW-HIGH (uniform)")
+    p.add_argument("--rpm", type=int, default=None, help="generate requests per minute")
+    p.add_argument("--fault-rate", type=float, default=0.0,
+                   help="fraction of generate requests answered 503")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-key", action="store_true", help="do not require an API key")
+    return p
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Start the emulator, announce its URL, and wait for SIGINT/SIGTERM."""
+    settings = EmulatorSettings(latency=args.latency, rpm=args.rpm, fault_rate=args.fault_rate,
+                                seed=args.seed, require_key=not args.no_key,
+                                embed_latency=args.embed_latency)
+    emulator = GeminiEmulator(settings)
+    url = await emulator.start(args.host, args.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(url, flush=True)
+    print(f"Gemini emulator on {url} (set GOOGLE_GEMINI_BASE_URL to this and "
+          "GEMINI_API_KEY to any value)", file=sys.stderr, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await emulator.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

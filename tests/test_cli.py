@@ -1,0 +1,127 @@
+"""The describe-images command in a child process: stdin, exit codes, stderr, streaming, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import TEST_KEY, cli
+from imaging import jpeg, sha256
+
+from describer.emulator import EmulatorSettings, GeminiEmulator
+
+
+@pytest.fixture
+def threaded_emulator() -> Iterator[GeminiEmulator]:
+    """An emulator on its own thread, so blocking subprocess calls can reach it."""
+    emu = GeminiEmulator(EmulatorSettings())
+    with emu.in_thread():
+        yield emu
+
+
+@pytest.fixture
+def env(threaded_emulator: GeminiEmulator) -> dict[str, str]:
+    return {"GEMINI_API_KEY": TEST_KEY, "GOOGLE_GEMINI_BASE_URL": threaded_emulator.base_url}
+
+
+def _records(stdout: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_paths_on_stdin(env: dict[str, str], write_files) -> None:
+    folder = write_files({"a.jpg": jpeg(seed=1), "b.jpg": jpeg(seed=2)})
+    lines = f"# from find\n{folder / 'a.jpg'}\n\n{folder / 'b.jpg'}\n"
+    done = cli(["-", "--no-progress"], env, stdin=lines)
+    assert done.returncode == 0, done.stderr
+    assert sorted(r["source"] for r in _records(done.stdout)) == [
+        str(folder / "a.jpg"), str(folder / "b.jpg")
+    ]
+    assert "2 described, 0 failed" in done.stderr
+
+
+def test_no_credentials_is_one_line_and_exit_2(write_files) -> None:
+    folder = write_files({"a.jpg": jpeg()})
+    done = cli([str(folder)], {})
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "GEMINI_API_KEY" in done.stderr and "aistudio.google.com/apikey" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["no/such/folder"], "no such file or folder: no/such/folder"),
+        (["{folder}", "-c", "0"], "Invalid value for '-c' / '--concurrency'"),
+        (["{folder}", "--max-bytes", "lots"], "is not a size"),
+    ],
+)
+def test_usage_errors_exit_2_without_traceback(
+    env: dict[str, str], write_files, args: list[str], message: str
+) -> None:
+    folder = write_files({"a.jpg": jpeg()})
+    done = cli([a.format(folder=folder) for a in args], env)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_some_failed_exit_1_and_output_file(env: dict[str, str], write_files, tmp_path) -> None:
+    folder = write_files({"a.jpg": jpeg(), "b.jpg": b"\xff\xd8\xff\xe0 truncated"})
+    out = tmp_path / "out.jsonl"
+    done = cli([str(folder), "-o", str(out)], env)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    errors = {r["source"]: r["error"] for r in _records(out.read_text())}
+    assert errors[str(folder / "a.jpg")] is None
+    assert errors[str(folder / "b.jpg")]["type"] == "corrupt_image"
+
+
+def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    base = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from describer.cli import main; main()", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**base, **env},
+    )
+
+
+def _slow_folder(write_files, emulator: GeminiEmulator, slow: int, seconds: float) -> Path:
+    files = {"a.jpg": jpeg(seed=0)}
+    for i in range(1, slow + 1):
+        body = jpeg(seed=i)
+        emulator.script(sha256(body), f"slow:{seconds}")
+        files[f"s{i}.jpg"] = body
+    return write_files(files)
+
+
+def test_lines_are_flushed_as_items_complete(
+    env: dict[str, str], threaded_emulator: GeminiEmulator, write_files
+) -> None:
+    folder = _slow_folder(write_files, threaded_emulator, slow=1, seconds=4)
+    proc = _start([str(folder), "--no-progress"], env)
+    first = json.loads(proc.stdout.readline())
+    still_running = proc.poll() is None  # the slow item is still at the model
+    rest, _ = proc.communicate(timeout=30)
+    assert first["source"] == str(folder / "a.jpg")
+    assert still_running
+    assert [r["source"] for r in _records(rest)] == [str(folder / "s1.jpg")]
+
+
+def test_ctrl_c_finishes_items_in_flight_and_exits_130(
+    env: dict[str, str], threaded_emulator: GeminiEmulator, write_files
+) -> None:
+    folder = _slow_folder(write_files, threaded_emulator, slow=6, seconds=1.5)
+    proc = _start([str(folder), "-c", "2", "--prefetch", "0", "--no-progress"], env)
+    first = proc.stdout.readline()
+    proc.send_signal(signal.SIGINT)
+    rest, stderr = proc.communicate(timeout=30)
+    records = _records(first + rest)  # every line is whole JSON
+    assert proc.returncode == 130
+    assert 2 <= len(records) <= 3  # the fast one, plus what was in flight; no new items
+    assert all(r["error"] is None for r in records)
+    assert "interrupted" in stderr and "Traceback" not in stderr
