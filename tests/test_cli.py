@@ -14,6 +14,8 @@ import pytest
 from conftest import TEST_KEY, cli
 from imaging import jpeg, sha256
 
+from describer import Config, ConfigError
+from describer.describe import check_credentials
 from describer.emulator import EmulatorSettings, GeminiEmulator
 
 
@@ -125,3 +127,29 @@ def test_ctrl_c_finishes_items_in_flight_and_exits_130(
     assert 2 <= len(records) <= 3  # the fast one, plus what was in flight; no new items
     assert all(r["error"] is None for r in records)
     assert "interrupted" in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("variables", "ok"),
+    [
+        ({"GOOGLE_API_KEY": "k"}, True),
+        ({"GOOGLE_GENAI_USE_VERTEXAI": "true", "GOOGLE_CLOUD_PROJECT": "p",
+          "GOOGLE_CLOUD_LOCATION": "us-central1"}, True),
+        ({"GOOGLE_GENAI_USE_VERTEXAI": "true", "GOOGLE_CLOUD_PROJECT": "p"}, False),
+        ({"GOOGLE_GENAI_USE_VERTEXAI": "false"}, False),
+    ],
+)
+def test_credential_rules(variables: dict[str, str], ok: bool) -> None:
+    if ok:
+        check_credentials(Config(), variables)
+    else:
+        with pytest.raises(ConfigError, match="GOOGLE_CLOUD_"):
+            check_credentials(Config(), variables)
+
+
+def test_progress_bar_on_request_goes_to_stderr_only(env: dict[str, str], write_files) -> None:
+    folder = write_files({"a.jpg": jpeg(seed=1), "b.jpg": jpeg(seed=2)})
+    done = cli([str(folder), "--progress"], env)
+    assert done.returncode == 0
+    assert "2img" in done.stderr.replace(" ", "")  # tqdm's count, e.g. "2img [00:00, ...]"
+    assert len(_records(done.stdout)) == 2  # stdout stays pure JSON lines

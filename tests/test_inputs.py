@@ -165,3 +165,16 @@ def _encode(image: Image.Image, fmt: str) -> bytes:
     out = io.BytesIO()
     image.save(out, format=fmt)
     return out.getvalue()
+
+
+async def test_heic_goes_as_its_original_bytes(
+    gemini_env: GeminiEmulator, images: ImageServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    heic = _encode(photo(64, 48), "HEIF")  # pillow-heif writes the "heic" brand
+    images.add("/p", heic, content_type="application/octet-stream")
+    out = await describe_run(capsys, [images.url("/p")])
+    sent = _sent(gemini_env)
+    assert (sent["mime_type"], sent["sha256"]) == ("image/heic", sha256(heic))
+    assert out.records[0]["image"] == {
+        "mime_type": "image/heic", "width": 64, "height": 48, "bytes": len(heic), "original": None
+    }
