@@ -97,6 +97,33 @@ class ByteSize(click.ParamType):
     help="Seconds allowed for one model call.",
 )
 @click.option("--max-redirects", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option(
+    "--rpm",
+    type=click.IntRange(min=1),
+    envvar="DESCRIBER_RPM",
+    help="Requests per minute of your quota: paced so none is refused (env DESCRIBER_RPM).",
+)
+@click.option(
+    "--tpm",
+    type=click.IntRange(min=1),
+    envvar="DESCRIBER_TPM",
+    help="Input tokens per minute of your quota (env DESCRIBER_TPM).",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Tries per download and per model call (408, 429, 5xx, timeouts).",
+)
+@click.option(
+    "--retry-wait",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="First backoff in seconds; doubles per try (jittered, at most 60).",
+)
+@click.option("--overwrite", is_flag=True, help="Start -o FILE afresh instead of resuming it.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symlinks that leave a folder.")
 @click.option(
     "--base-url", help="Gemini endpoint (default: GOOGLE_GEMINI_BASE_URL, else Google's)."

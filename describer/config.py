@@ -44,6 +44,12 @@ class Config:
     request_timeout: float = 180.0
     max_redirects: int = 5
     follow_symlinks: bool = False
+    rpm: int | None = None  # requests per minute allowed by the quota
+    tpm: int | None = None  # input tokens per minute allowed by the quota
+    quota_window: float = 60.0  # seconds over which --rpm/--tpm are counted (Gemini: a minute)
+    max_attempts: int = 5  # tries per download and per model call
+    retry_wait: float = 1.0  # first backoff in seconds; doubles per attempt, capped at 60
+    overwrite: bool = False  # start -o FILE afresh instead of resuming it
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     output: Path | None = None
@@ -58,6 +64,11 @@ class Config:
             (self.download_timeout > 0, "--download-timeout must be positive"),
             (self.request_timeout > 0, "--request-timeout must be positive"),
             (self.max_redirects >= 0, "--max-redirects must be 0 or more"),
+            (self.rpm is None or self.rpm >= 1, "--rpm must be at least 1"),
+            (self.tpm is None or self.tpm >= 1, "--tpm must be at least 1"),
+            (self.quota_window > 0, "quota_window must be positive"),
+            (self.max_attempts >= 1, "--max-attempts must be at least 1"),
+            (self.retry_wait >= 0, "--retry-wait must be 0 or more"),
             (bool(self.prompt.strip()), "--prompt must not be empty"),
             (bool(self.model.strip()), "--model must not be empty"),
             (

@@ -20,6 +20,7 @@ from google.genai import errors, types
 from .config import Config
 from .errors import ConfigError, ErrorType, ItemError, ItemFailure
 from .prepare import Prepared
+from .retries import retry_delay
 
 KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 NO_CREDENTIALS = (
@@ -129,23 +130,31 @@ async def describe_image(
         raise api_failure(exc) from None
     except TimeoutError:
         message = f"Gemini did not answer within {config.request_timeout:g} s"
-        raise ItemFailure(ErrorType.TIMEOUT, message) from None
+        raise ItemFailure(ErrorType.TIMEOUT, message, retryable=True) from None
     except aiohttp.ClientError as exc:
         message = f"connection to Gemini failed: {type(exc).__name__}: {exc}"
-        raise ItemFailure(ErrorType.API_ERROR, message) from None
+        raise ItemFailure(ErrorType.API_ERROR, message, retryable=True) from None
     latency_ms = round((time.perf_counter() - started) * 1000)
     return interpret(response, latency_ms, config.max_output_tokens)
 
 
 def api_failure(exc: errors.APIError) -> ItemFailure:
     """The record error for an API error: ``rate_limited`` (429), ``timeout`` (408, 504),
-    otherwise ``api_error``; the message is ``"<code> <STATUS>: <Google's message>"``."""
+    otherwise ``api_error``; the message is ``"<code> <STATUS>: <Google's message>"``.
+
+    408, 429 and 5xx are retryable, after the ``RetryInfo.retryDelay`` when Gemini gives one;
+    400 INVALID_ARGUMENT, 401/403 and 404 are not.
+    """
     message = f"{exc.code} {exc.status or ''}: {exc.message or ''}".replace("  ", " ").strip()
+    retryable = exc.code in (408, 429) or exc.code >= 500
+    delay = retry_delay(exc.details)
     if exc.code == 429:
-        return ItemFailure(ErrorType.RATE_LIMITED, message)
-    if exc.code in (408, 504):
-        return ItemFailure(ErrorType.TIMEOUT, message)
-    return ItemFailure(ErrorType.API_ERROR, message)
+        kind = ErrorType.RATE_LIMITED
+    elif exc.code in (408, 504):
+        kind = ErrorType.TIMEOUT
+    else:
+        kind = ErrorType.API_ERROR
+    return ItemFailure(kind, message, retryable=retryable, retry_after=delay)
 
 
 def interpret(

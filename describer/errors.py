@@ -7,8 +7,13 @@ An item that cannot be described becomes a :class:`describer.Result` whose ``err
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+
+#: Environment variables that may hold a key; their values never appear in any output.
+SECRET_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 
 
 class ErrorType(StrEnum):
@@ -43,12 +48,41 @@ class ItemError:
 
 
 class ItemFailure(Exception):
-    """Raised inside a stage when one item fails; the pipeline turns it into a record."""
+    """Raised inside a stage when one item fails; the pipeline turns it into a record.
 
-    def __init__(self, type_: ErrorType, message: str) -> None:
+    ``retryable`` marks transient failures (408, 429, 5xx, timeouts, connection errors);
+    ``retry_after`` is the server's requested delay in seconds (Gemini's
+    ``RetryInfo.retryDelay``, an HTTP ``Retry-After``), when it gave one.
+    """
+
+    def __init__(
+        self,
+        type_: ErrorType,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.error = ItemError(type_, message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.attempts = 0  # model calls made for the item, set by the pipeline
 
 
 class ConfigError(Exception):
     """A whole-run problem (no credentials, bad option, unreadable output): exit code 2."""
+
+
+def secrets(api_key: str | None, env: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+    """The key values of this run, to be scrubbed from messages (short values are ignored)."""
+    values = [api_key, *(env.get(name) for name in SECRET_VARIABLES)]
+    return tuple(v for v in values if v and len(v) >= 8)
+
+
+def redact(error: ItemError, hidden: Iterable[str]) -> ItemError:
+    """``error`` with every value in ``hidden`` replaced by ``[redacted]``."""
+    message = error.message
+    for value in hidden:
+        message = message.replace(value, "[redacted]")
+    return error if message == error.message else ItemError(error.type, message)

@@ -13,6 +13,7 @@ import aiohttp
 
 from .config import Config
 from .errors import ErrorType, ItemFailure
+from .retries import retry_after_header
 from .sources import Kind, Source
 
 _CHUNK = 1 << 16
@@ -64,15 +65,23 @@ async def download(url: str, session: aiohttp.ClientSession, config: Config) -> 
         raise ItemFailure(ErrorType.DOWNLOAD_ERROR, message) from None
     except TimeoutError:
         message = f"download took longer than {config.download_timeout:g} s"
-        raise ItemFailure(ErrorType.TIMEOUT, message) from None
+        raise ItemFailure(ErrorType.TIMEOUT, message, retryable=True) from None
     except aiohttp.ClientError as exc:
-        raise ItemFailure(ErrorType.DOWNLOAD_ERROR, _client_error_message(exc)) from None
+        message = _client_error_message(exc)
+        raise ItemFailure(ErrorType.DOWNLOAD_ERROR, message, retryable=True) from None
 
 
 def _check_status(response: aiohttp.ClientResponse) -> None:
-    if response.status >= 400:
+    """Raise for 4xx/5xx; 408, 429 and 5xx are retryable (after ``Retry-After``), others not."""
+    status = response.status
+    if status >= 400:
         reason = f" {response.reason}" if response.reason else ""
-        raise ItemFailure(ErrorType.HTTP_ERROR, f"HTTP {response.status}{reason}")
+        raise ItemFailure(
+            ErrorType.HTTP_ERROR,
+            f"HTTP {status}{reason}",
+            retryable=status in (408, 429) or status >= 500,
+            retry_after=retry_after_header(response.headers.get("Retry-After")),
+        )
 
 
 async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:

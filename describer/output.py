@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import sys
 import time
 from collections import Counter
@@ -15,30 +17,106 @@ from tqdm import tqdm
 
 from .errors import ConfigError
 from .records import Result
-from .sources import SourceStats
+from .sources import SourceStats, fingerprint
+
+
+@dataclass
+class Resume:
+    """What an earlier run left in ``-o FILE``.
+
+    ``done``: fingerprints of sources with a successful record (skipped this time);
+    ``records``: whole records kept; ``torn``: a torn last line (a killed run) was dropped;
+    ``other_settings``: some kept records were made with another model or prompt.
+    """
+
+    done: set[bytes] = field(default_factory=set)
+    records: int = 0
+    torn: bool = False
+    other_settings: bool = False
+
+
+class Output:
+    """Where records go: stdout, or ``-o FILE`` appended to one whole line per write."""
+
+    def __init__(self, stream: IO[str] | None, fd: int | None, resume: Resume) -> None:
+        self.resume = resume
+        self._stream = stream
+        self._fd = fd
+
+    def write(self, result: Result) -> None:
+        """Write one record as one line, at once: flushed to stdout, or a single ``write(2)``
+        to the file, so a killed run leaves at most one torn last line."""
+        line = result.to_line()
+        if self._fd is None:
+            assert self._stream is not None
+            self._stream.write(line)
+            self._stream.flush()
+            return
+        data = memoryview(line.encode("utf-8", "surrogateescape"))
+        while data:
+            data = data[os.write(self._fd, data) :]
 
 
 @contextlib.contextmanager
-def open_output(path: Path | None) -> Iterator[IO[str]]:
-    """The stream records go to: ``path`` (created or truncated) or stdout.
+def open_output(
+    path: Path | None, overwrite: bool = False, model: str = "", prompt: str = ""
+) -> Iterator[Output]:
+    """Open the run's output: stdout, or ``path`` resumed (appended) unless ``overwrite``.
 
-    Raises :class:`ConfigError` when the file cannot be opened for writing.
+    Raises :class:`ConfigError` when the file cannot be read or written, or holds a line
+    that is not a record (other than a torn last line, which is dropped).
     """
     if path is None:
-        yield sys.stdout
+        yield Output(sys.stdout, None, Resume())
         return
     try:
-        stream = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        resume = Resume() if overwrite else scan_output(path, model, prompt)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_APPEND)
+        fd = os.open(path, flags, 0o644)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
-    with stream:
-        yield stream
+    try:
+        yield Output(None, fd, resume)
+    finally:
+        os.close(fd)
 
 
-def write_record(stream: IO[str], result: Result) -> None:
-    """Write one record as one line and flush it, so readers see it at once."""
-    stream.write(result.to_line())
-    stream.flush()
+def scan_output(path: Path, model: str = "", prompt: str = "") -> Resume:
+    """Read an earlier run's records; truncate the file before a torn last line."""
+    resume = Resume()
+    if not path.exists():
+        return resume
+    kept_bytes = 0
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.endswith(b"\n"):
+                resume.torn = True
+                break
+            _remember(resume, _parse(line, path, number), model, prompt)
+            kept_bytes += len(line)
+    if resume.torn:
+        os.truncate(path, kept_bytes)
+    return resume
+
+
+def _parse(line: bytes, path: Path, number: int) -> dict[str, object]:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or not isinstance(record.get("source"), str):
+        raise ConfigError(
+            f"{path} line {number} is not a describer record; use --overwrite or another -o"
+        )
+    return record
+
+
+def _remember(resume: Resume, record: dict[str, object], model: str, prompt: str) -> None:
+    resume.records += 1
+    if record.get("error") is None:
+        resume.done.add(fingerprint(str(record["source"])))
+        if (model and record.get("model") != model) or (prompt and record.get("prompt") != prompt):
+            resume.other_settings = True
 
 
 @dataclass
@@ -73,6 +151,8 @@ class Tally:
         parts = [f"{self.described} described", failed, f"{sources.skipped} skipped (not images)"]
         if sources.duplicates:
             parts.append(f"{sources.duplicates} duplicates")
+        if sources.already_done:
+            parts.append(f"{sources.already_done} already described (resumed)")
         if sources.symlinks_skipped:
             parts.append(f"{sources.symlinks_skipped} symlinks outside the folder not followed")
         parts.append(f"tokens {self.input_tokens:,} in / {self.output_tokens:,} out")

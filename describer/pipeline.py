@@ -16,12 +16,20 @@ import aiohttp
 from google import genai
 
 from .config import Config
-from .describe import check_credentials, create_client, describe_image, generation_config
-from .errors import ErrorType, ItemError, ItemFailure
+from .describe import (
+    Answer,
+    check_credentials,
+    create_client,
+    describe_image,
+    generation_config,
+)
+from .errors import ErrorType, ItemError, ItemFailure, redact, secrets
 from .fetch import fetch
 from .prepare import Prepared, prepare
 from .records import Result
+from .retries import retrying
 from .sources import Source, SourceReader, iterate_in_thread
+from .throttle import Throttle, estimate_tokens
 
 log = logging.getLogger("describer")
 _END = object()
@@ -66,7 +74,11 @@ class Pipeline:
         self._client = client
         self._settings = generation_config(config)
         self._window = asyncio.Semaphore(config.window)
-        self._model_slots = asyncio.Semaphore(config.concurrency)
+        self._throttle = Throttle(
+            config.concurrency, config.rpm, config.tpm, config.quota_window
+        )
+        self._text = config.prompt + (config.system_instruction or "")
+        self._secrets = secrets(config.api_key)
         self._results: asyncio.Queue[object] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -109,26 +121,64 @@ class Pipeline:
         config = self._config
         prepared: Prepared | None = None
         try:
-            data = await fetch(source, self._session, config)
+            data = await self._fetch(source)
             prepared = await asyncio.to_thread(prepare, data, config.max_side)
             del data
-            async with self._model_slots:
-                answer = await describe_image(self._client, prepared, config, self._settings)
-            return Result.described(source.ref, config.model, config.prompt, prepared, answer)
+            answer, attempts = await self._describe(prepared)
+            return Result.described(
+                source.ref, config.model, config.prompt, prepared, answer, attempts
+            )
         except ItemFailure as failure:
-            return _failed(source, config, failure.error, prepared)
+            error = redact(failure.error, self._secrets)
+            return _failed(source, config, error, prepared, failure)
         except Exception as exc:  # a bug must cost one item, not the run; it is logged in full
             log.exception("internal error on %s", source.ref)
             error = ItemError(ErrorType.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-            return _failed(source, config, error, prepared)
+            return _failed(source, config, redact(error, self._secrets), prepared)
+
+    async def _fetch(self, source: Source) -> bytes:
+        """The source's bytes, retrying transient download failures."""
+        async for attempt in retrying(self._config.max_attempts, self._config.retry_wait):
+            with attempt:
+                return await fetch(source, self._session, self._config)
+        raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    async def _describe(self, prepared: Prepared) -> tuple[Answer, int]:
+        """The model's answer and the number of calls it took, under the run's throttle."""
+        config = self._config
+        image = prepared.image
+        estimate = estimate_tokens(image.width, image.height, self._text)
+        attempt_number = 0
+        try:
+            async for attempt in retrying(config.max_attempts, config.retry_wait):
+                with attempt:
+                    attempt_number = attempt.retry_state.attempt_number
+                    async with self._throttle.permit(estimate) as permit:
+                        answer = await describe_image(
+                            self._client, prepared, config, self._settings
+                        )
+                    if answer.usage is not None:
+                        await self._throttle.correct_tokens(permit, answer.usage.input_tokens)
+                    return answer, attempt_number
+        except ItemFailure as failure:
+            failure.attempts = attempt_number
+            raise
+        raise AssertionError("unreachable: tenacity re-raises the last failure")
 
 
-def _failed(source: Source, config: Config, error: ItemError, prepared: Prepared | None) -> Result:
-    image = prepared.image if prepared else None
-    original = prepared.original if prepared else None
+def _failed(
+    source: Source,
+    config: Config,
+    error: ItemError,
+    prepared: Prepared | None,
+    failure: ItemFailure | None = None,
+) -> Result:
     return Result(
-        source.ref, config.model, config.prompt, error=error, image=image, original=original
-    )
+        source.ref, config.model, config.prompt, error=error,
+        image=prepared.image if prepared else None,
+        original=prepared.original if prepared else None,
+        attempts=failure.attempts if failure else 0,
+    )  # fmt: skip
 
 
 async def _cancel_when_set(event: asyncio.Event, task: asyncio.Task[None]) -> None:

@@ -17,7 +17,8 @@ class Result:
 
     ``description`` is the model's text (``None`` on failure; partial on ``max_tokens``);
     ``error`` is ``None`` on success. ``image`` describes the bytes sent, ``original`` the
-    downloaded file when it was re-encoded. ``latency_ms`` is the model call's wall time.
+    downloaded file when it was re-encoded. ``latency_ms`` is the wall time of the last model
+    call; ``attempts`` counts model calls made (0 when the item failed before reaching Gemini).
     """
 
     source: str
@@ -30,6 +31,7 @@ class Result:
     original: ImageInfo | None = None
     finish_reason: str | None = None
     latency_ms: int | None = None
+    attempts: int = 0
 
     @property
     def ok(self) -> bool:
@@ -38,21 +40,19 @@ class Result:
 
     @classmethod
     def described(
-        cls, source: str, model: str, prompt: str, prepared: Prepared, answer: Answer
+        cls,
+        source: str,
+        model: str,
+        prompt: str,
+        prepared: Prepared,
+        answer: Answer,
+        attempts: int,
     ) -> Result:
         """The record for a model answer (which may itself carry an error)."""
         return cls(
-            source,
-            model,
-            prompt,
-            answer.text,
-            answer.error,
-            answer.usage,
-            prepared.image,
-            prepared.original,
-            answer.finish_reason,
-            answer.latency_ms,
-        )
+            source, model, prompt, answer.text, answer.error, answer.usage, prepared.image,
+            prepared.original, answer.finish_reason, answer.latency_ms, attempts,
+        )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON object (the schema documented in the README)."""
@@ -70,6 +70,7 @@ class Result:
             "image": image,
             "finish_reason": self.finish_reason,
             "latency_ms": self.latency_ms,
+            "attempts": self.attempts,
         }
 
     def to_line(self) -> str:

@@ -9,7 +9,7 @@ from typing import IO
 
 from .config import Config
 from .describe import check_credentials
-from .output import Progress, Tally, open_output, write_record
+from .output import Progress, Resume, Tally, open_output
 from .pipeline import describe
 from .sources import SourceReader
 
@@ -20,18 +20,21 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 async def run(config: Config, sources: Sequence[str], stdin: IO[str] | None = None) -> int:
     """Describe ``sources`` and write one record per source; the exit code.
 
-    0: every item described; 1: some failed (their records are written); 130: interrupted
-    (Ctrl-C). Raises :class:`ConfigError` (exit 2) for whole-run problems.
+    With ``-o FILE`` an earlier run's file is resumed: sources it already describes are
+    skipped, new records are appended (``overwrite`` starts afresh). 0: every item described;
+    1: some failed (their records are written); 130: interrupted (Ctrl-C). Raises
+    :class:`ConfigError` (exit 2) for whole-run problems.
     """
     check_credentials(config)
-    reader = SourceReader(config.follow_symlinks, stdin)
     tally = Tally()
-    with open_output(config.output) as stream:
+    with open_output(config.output, config.overwrite, config.model, config.prompt) as output:
         progress = Progress(config.progress)
+        _report_resume(progress, output.resume, config)
+        reader = SourceReader(config.follow_symlinks, stdin, done=output.resume.done)
         with _Interrupts(progress) as interrupts:
             try:
                 async for result in describe(sources, config, reader=reader, stop=interrupts.stop):
-                    write_record(stream, result)
+                    output.write(result)
                     tally.add(result)
                     progress.update(tally)
             except asyncio.CancelledError:
@@ -41,6 +44,21 @@ async def run(config: Config, sources: Sequence[str], stdin: IO[str] | None = No
     if interrupts.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_SOME_FAILED if tally.failed else EXIT_OK
+
+
+def _report_resume(progress: Progress, resume: Resume, config: Config) -> None:
+    if resume.torn:
+        progress.write(f"describer: dropped a torn last line from {config.output}; redoing it")
+    if resume.done:
+        progress.write(
+            f"describer: resuming {config.output}: {len(resume.done)} sources already "
+            "described are skipped (--overwrite starts afresh)"
+        )
+    if resume.other_settings:
+        progress.write(
+            f"describer: warning: {config.output} has records made with another model or "
+            "prompt; their sources are skipped too"
+        )
 
 
 class _Interrupts:

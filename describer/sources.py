@@ -57,12 +57,18 @@ class SourceStats:
     skipped_examples: list[str] = field(default_factory=list)
     symlinks_skipped: int = 0  # symlinks leaving a folder, without --follow-symlinks
     duplicates: int = 0
+    already_done: int = 0  # described by an earlier run into the same -o FILE
 
     def skip(self, path: str) -> None:
         """Count one folder entry that is not a supported image."""
         self.skipped += 1
         if len(self.skipped_examples) < 3:
             self.skipped_examples.append(path)
+
+
+def fingerprint(text: str) -> bytes:
+    """A 16-byte digest standing for a source string in sets (repeats, resume)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
 
 def classify(ref: str) -> Source:
@@ -104,10 +110,17 @@ def _first_line_is_source(text: bytes) -> bool:
 class SourceReader:
     """Expands arguments into :class:`Source` items, lazily, each distinct source once."""
 
-    def __init__(self, follow_symlinks: bool = False, stdin: IO[str] | None = None) -> None:
+    def __init__(
+        self,
+        follow_symlinks: bool = False,
+        stdin: IO[str] | None = None,
+        done: set[bytes] | None = None,
+    ) -> None:
+        """``done``: :func:`fingerprint` of sources already described (resume); skipped."""
         self.stats = SourceStats()
         self._follow_symlinks = follow_symlinks
         self._stdin = stdin
+        self._done = done
         self._seen: set[bytes] = set()
 
     def iter(self, args: Iterable[str]) -> Iterator[Source]:
@@ -118,8 +131,10 @@ class SourceReader:
                     yield source
 
     def _first_time(self, source: Source) -> bool:
-        key = hashlib.blake2b(source.location.encode("utf-8", "surrogateescape"), digest_size=16)
-        digest = key.digest()
+        if self._done and fingerprint(source.ref) in self._done:
+            self.stats.already_done += 1
+            return False
+        digest = fingerprint(source.location)
         if digest in self._seen:
             self.stats.duplicates += 1
             return False

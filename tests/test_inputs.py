@@ -154,7 +154,8 @@ async def test_timeouts_are_error_records(
     images.add_hang("/hang.jpg")
     images.add("/ok.jpg", jpeg())
     out = await describe_run(
-        capsys, [images.url("/hang.jpg"), images.url("/ok.jpg")], download_timeout=0.5
+        capsys, [images.url("/hang.jpg"), images.url("/ok.jpg")], download_timeout=0.3,
+        max_attempts=2, retry_wait=0.01,
     )
     got = out.by_source()
     assert got[images.url("/hang.jpg")]["error"]["type"] == "timeout"

@@ -16,7 +16,7 @@ from describer.emulator import GeminiEmulator, ImageServer
 
 RECORD_KEYS = {
     "source", "description", "error", "model", "prompt", "usage", "image", "finish_reason",
-    "latency_ms",
+    "latency_ms", "attempts",
 }
 
 
@@ -35,7 +35,7 @@ async def test_folder_records_follow_the_schema(
         assert record["finish_reason"] == "STOP"
         assert record["description"].startswith("A ")
         assert record["usage"]["input_tokens"] > 258 and record["usage"]["output_tokens"] > 0
-        assert isinstance(record["latency_ms"], int)
+        assert isinstance(record["latency_ms"], int) and record["attempts"] == 1
     hubble = out.by_source()[str(folder / "hubble_deep_field.jpg")]
     assert hubble["image"] == {
         "mime_type": "image/jpeg", "width": 1000, "height": 872, "bytes": 527940,

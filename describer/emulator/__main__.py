@@ -37,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds per generate request: S or LOW-HIGH (uniform)")
     p.add_argument("--embed-latency", type=parse_latency, default=(0.0, 0.0),
                    help="seconds per embed call: S or LOW-HIGH (uniform)")
-    p.add_argument("--rpm", type=int, default=None, help="generate requests per minute")
+    p.add_argument("--rpm", type=int, default=None,
+                   help="generate requests per quota window (sliding; 429 past it)")
+    p.add_argument("--quota-window", type=float, default=60.0,
+                   help="seconds of the --rpm window (Gemini: 60)")
     p.add_argument("--fault-rate", type=float, default=0.0,
                    help="fraction of generate requests answered 503")
     p.add_argument("--seed", type=int, default=0)
@@ -48,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 async def serve(args: argparse.Namespace) -> None:
     """Start the emulator, announce its URL, and wait for SIGINT/SIGTERM."""
     settings = EmulatorSettings(latency=args.latency, rpm=args.rpm, fault_rate=args.fault_rate,
+                                quota_window=args.quota_window,
                                 seed=args.seed, require_key=not args.no_key,
                                 embed_latency=args.embed_latency)
     emulator = GeminiEmulator(settings)

@@ -151,7 +151,9 @@ class EmulatorSettings:
 
     latency: (low, high) seconds; each admitted generate request sleeps uniform(low, high),
         from an RNG seeded by ``seed``, after its body is read and its images decoded.
-    rpm: requests per minute accepted for generateContent (sliding 60 s window); None = no quota.
+    rpm: requests accepted for generateContent per ``quota_window`` (a sliding window; Gemini
+        documents RPM as "21 requests within a minute fail for an RPM of 20"); None = no quota.
+    quota_window: seconds of that sliding window; 60 as at Gemini, shorter to make tests fast.
     fault_rate: fraction (0..1) of admitted generate requests answered with an injected 503
         UNAVAILABLE "The model is overloaded. Please try again later." (seeded RNG).
     seed: seeds three separate RNGs (generate latency, faults, embed latency), so changing
@@ -162,6 +164,7 @@ class EmulatorSettings:
 
     latency: tuple[float, float] = (0.0, 0.0)
     rpm: int | None = None
+    quota_window: float = RPM_WINDOW_S
     fault_rate: float = 0.0
     seed: int = 0
     require_key: bool = True
@@ -800,15 +803,16 @@ class GeminiEmulator:
         return build_response(req, behaviour.kind if behaviour else None)
 
     def _admit(self) -> None:
-        """Apply the rpm quota: a sliding 60 s window of admitted generate requests."""
+        """Apply the rpm quota: a sliding ``quota_window`` of admitted generate requests."""
         rpm = self.settings.rpm
         if rpm is None:
             return
         now = time.monotonic()
-        while self._window and now - self._window[0] >= RPM_WINDOW_S:
+        window = self.settings.quota_window
+        while self._window and now - self._window[0] >= window:
             self._window.popleft()
         if len(self._window) >= rpm:
-            wait = self._window[0] + RPM_WINDOW_S - now
+            wait = self._window[0] + window - now
             raise quota_error(max(1, math.ceil(wait)))
         self._window.append(now)
 

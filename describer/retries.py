@@ -1,0 +1,66 @@
+"""Retry policy shared by downloads and model calls (tenacity).
+
+Transient failures (an :class:`ItemFailure` with ``retryable``: 408, 429, 5xx, timeouts,
+connection errors) are retried with exponential backoff and full jitter, never sooner than
+the server asked (``retry_after``), up to ``max_attempts`` tries in all.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_random_exponential
+
+from .errors import ItemFailure
+
+#: Longest backoff between two attempts, in seconds (a server's retry_after may exceed it).
+MAX_BACKOFF = 60.0
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+
+def retrying(max_attempts: int, first_wait: float = 1.0) -> AsyncRetrying:
+    """A tenacity policy: ``async for attempt in retrying(5): with attempt: ...``.
+
+    Waits ``random(0, first_wait * 2**n)`` seconds (capped at 60) after the n-th failure, or
+    the server's ``retry_after`` when that is longer. Re-raises the last failure.
+    """
+    backoff = wait_random_exponential(multiplier=first_wait, max=MAX_BACKOFF)
+
+    def wait(state: RetryCallState) -> float:
+        failure = state.outcome.exception() if state.outcome else None
+        asked = failure.retry_after if isinstance(failure, ItemFailure) else None
+        return max(backoff(state), asked or 0.0)
+
+    return AsyncRetrying(
+        stop=stop_after_attempt(max_attempts),
+        wait=wait,
+        retry=retry_if_exception(lambda exc: isinstance(exc, ItemFailure) and exc.retryable),
+        reraise=True,
+    )
+
+
+def retry_delay(error_body: Any) -> float | None:
+    """Seconds from a Google error body's ``google.rpc.RetryInfo.retryDelay`` (e.g. ``"53s"``).
+
+    ``error_body`` is the SDK's ``APIError.details``: ``{"error": {"details": [...]}}``.
+    """
+    error = error_body.get("error", error_body) if isinstance(error_body, dict) else {}
+    details = error.get("details") if isinstance(error, dict) else None
+    for detail in details if isinstance(details, list) else []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):
+            match = _DURATION.match(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
+
+
+def retry_after_header(value: str | None) -> float | None:
+    """Seconds from an HTTP ``Retry-After`` header given in seconds (dates are ignored)."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

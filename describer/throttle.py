@@ -1,0 +1,187 @@
+"""Client-side throttling of model calls: quotas, a shared 429 gate, adaptive concurrency.
+
+Every call waits, in order, for: a concurrency slot (adaptive: halved after a 429, grown
+back by one per window of successes), the shared gate (closed for a 429's ``retryDelay``
+so the whole run pauses, not each worker in turn), and the ``--rpm``/``--tpm`` moving
+windows. Gemini counts RPM and TPM (input tokens) per minute: "if your RPM limit is 20,
+sending 21 requests within a minute" fails (ai.google.dev/gemini-api/docs/rate-limits). A
+moving window 1/60 longer on this side (61 s for Gemini's minute) keeps a run inside such a
+quota even when network delays bunch its requests up a little.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from .errors import ErrorType, ItemFailure
+
+#: The client-side window is this much longer than the quota's, as margin for network jitter.
+WINDOW_MARGIN = 61 / 60
+#: TPM is counted in units of this many tokens, so the moving window stays small.
+TOKEN_UNIT = 100
+
+
+@dataclass
+class Permit:
+    """One admitted call: when it was sent and how many tokens were reserved for it."""
+
+    sent_at: float
+    reserved_tokens: int
+
+
+class Gate:
+    """A shared pause: after a 429 nobody sends until ``retryDelay`` has passed."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+
+    def close_for(self, seconds: float) -> None:
+        """Pause new requests for ``seconds`` from now (never shortens a pause)."""
+        self._until = max(self._until, time.monotonic() + seconds)
+
+    async def wait(self) -> None:
+        """Return once the gate is open, plus a little jitter so callers do not stampede."""
+        waited = False
+        while (remaining := self._until - time.monotonic()) > 0:
+            await asyncio.sleep(remaining)
+            waited = True
+        if waited:
+            await asyncio.sleep(random.uniform(0, 0.2))
+
+
+class AdaptiveLimit:
+    """A concurrency limit that halves on a 429 and grows by ~1 per ``limit`` successes.
+
+    Additive increase, multiplicative decrease, between 1 and ``maximum`` calls at once; one
+    decrease per burst of 429s (only calls sent after the last decrease can cause another).
+    """
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.limit = float(maximum)
+        self._in_use = 0
+        self._changed = asyncio.Condition()
+        self._last_decrease = -math.inf
+
+    async def acquire(self) -> None:
+        """Wait for a free slot under the current limit."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._in_use < max(1, int(self.limit)))
+            self._in_use += 1
+
+    async def release(self, outcome: str, sent_at: float) -> None:
+        """Free a slot; ``outcome`` is ``"ok"``, ``"rate_limited"`` or ``"other"``."""
+        async with self._changed:
+            self._in_use -= 1
+            if outcome == "rate_limited" and sent_at > self._last_decrease:
+                self.limit = max(1.0, self.limit / 2)
+                self._last_decrease = time.monotonic()
+            elif outcome == "ok":
+                self.limit = min(float(self.maximum), self.limit + 1 / self.limit)
+            self._changed.notify_all()
+
+
+class Throttle:
+    """All that a model call waits for before it is sent (see the module docstring).
+
+    ``rpm``: requests, ``tpm``: input tokens, per ``window`` seconds (``None``: no limit).
+    """
+
+    def __init__(
+        self,
+        concurrency: int,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        window: float = 60.0,
+    ) -> None:
+        self.gate = Gate()
+        self.slots = AdaptiveLimit(concurrency)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._window = window * WINDOW_MARGIN
+        self._rpm = rpm
+        self._tpm_units = max(1, tpm // TOKEN_UNIT) if tpm else None
+
+    @asynccontextmanager
+    async def permit(self, estimated_tokens: int) -> AsyncIterator[Permit]:
+        """Hold a slot for one call sent inside the ``async with`` block.
+
+        A rate-limited failure raised from the block closes the gate for its retryDelay and
+        halves the concurrency limit; a clean exit counts as a success.
+        """
+        await self.slots.acquire()
+        permit = Permit(time.monotonic(), 0)
+        outcome = "other"
+        try:
+            await self.gate.wait()
+            await self._take("rpm", self._rpm, 1)
+            permit.reserved_tokens = await self._take_tokens(estimated_tokens)
+            permit.sent_at = time.monotonic()
+            yield permit
+            outcome = "ok"
+        except ItemFailure as failure:
+            if failure.error.type is ErrorType.RATE_LIMITED:
+                outcome = "rate_limited"
+                self.gate.close_for(max(failure.retry_after or 0.0, 1.0))
+            raise
+        finally:
+            await self.slots.release(outcome, permit.sent_at)
+
+    async def correct_tokens(self, permit: Permit, actual_tokens: int) -> None:
+        """Charge the TPM window for tokens used beyond the estimate (from usage_metadata)."""
+        extra = actual_tokens - permit.reserved_tokens
+        if self._tpm_units is not None and extra >= TOKEN_UNIT:
+            await self._take("tpm", self._tpm_units, min(extra // TOKEN_UNIT, self._tpm_units))
+
+    async def _take_tokens(self, tokens: int) -> int:
+        if self._tpm_units is None:
+            return tokens
+        units = min(max(1, math.ceil(tokens / TOKEN_UNIT)), self._tpm_units)
+        await self._take("tpm", self._tpm_units, units)
+        return units * TOKEN_UNIT
+
+    async def _take(self, key: str, limit: int | None, cost: int) -> None:
+        """Wait until ``cost`` more fits in the moving window of ``limit`` for ``key``."""
+        if limit is None:
+            return
+        item = _PerWindow(limit, self._window)
+        while not await self._limiter.hit(item, key, cost=cost):
+            stats = await self._limiter.get_window_stats(item, key)
+            await asyncio.sleep(max(0.01, stats.reset_time - time.time()))
+
+
+class _PerWindow(RateLimitItemPerSecond):
+    """``amount`` per ``seconds`` (fractional), for the ``limits`` moving window.
+
+    Inherits ``GRANULARITY`` rather than declaring it, so ``limits``' registry of
+    granularities is left alone.
+    """
+
+    def __init__(self, amount: int, seconds: float) -> None:
+        super().__init__(amount, 1)
+        self._seconds = seconds
+
+    def get_expiry(self) -> int:
+        return self._seconds  # type: ignore[return-value]
+
+
+def estimate_tokens(width: int, height: int, text: str) -> int:
+    """Input tokens of one image request before it is sent.
+
+    258 tokens for an image with both sides at most 384 px, else 258 per 768x768 tile, plus
+    about one token per 4 characters of text (ai.google.dev/gemini-api/docs/tokens).
+    """
+    if width <= 384 and height <= 384:
+        image = 258
+    else:
+        image = 258 * math.ceil(width / 768) * math.ceil(height / 768)
+    return image + math.ceil(len(text) / 4)
