@@ -5,8 +5,8 @@ back by one per window of successes), the shared gate (closed for a 429's ``retr
 so the whole run pauses, not each worker in turn), and the ``--rpm``/``--tpm`` moving
 windows. Gemini counts RPM and TPM (input tokens) per minute: "if your RPM limit is 20,
 sending 21 requests within a minute" fails (ai.google.dev/gemini-api/docs/rate-limits). A
-moving window 1/60 longer on this side (61 s for Gemini's minute) keeps a run inside such a
-quota even when network delays bunch its requests up a little.
+moving window a little longer on this side (61 s for Gemini's minute) keeps a run inside such
+a quota even when network delays bunch its requests up a little.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from .errors import ErrorType, ItemFailure
 
-#: The client-side window is this much longer than the quota's, as margin for network jitter.
-WINDOW_MARGIN = 61 / 60
+#: The client-side window is longer than the quota's by 1/60 of it (61 s for a minute), and by
+#: at least this many seconds: margin for requests bunched up by network and encoding delays.
+MIN_MARGIN_S = 0.25
 #: TPM is counted in units of this many tokens, so the moving window stays small.
 TOKEN_UNIT = 100
 
@@ -107,9 +108,9 @@ class Throttle:
         self.gate = Gate()
         self.slots = AdaptiveLimit(concurrency)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._window = window * WINDOW_MARGIN
-        self._rpm = rpm
-        self._tpm_units = max(1, tpm // TOKEN_UNIT) if tpm else None
+        seconds = window + max(window / 60, MIN_MARGIN_S)
+        self._rpm = _PerWindow(rpm, seconds) if rpm else None
+        self._tpm = _PerWindow(max(1, tpm // TOKEN_UNIT), seconds) if tpm else None
 
     @asynccontextmanager
     async def permit(self, estimated_tokens: int) -> AsyncIterator[Permit]:
@@ -123,7 +124,7 @@ class Throttle:
         outcome = "other"
         try:
             await self.gate.wait()
-            await self._take("rpm", self._rpm, 1)
+            await self._take(self._rpm, 1)
             permit.reserved_tokens = await self._take_tokens(estimated_tokens)
             permit.sent_at = time.monotonic()
             yield permit
@@ -139,23 +140,22 @@ class Throttle:
     async def correct_tokens(self, permit: Permit, actual_tokens: int) -> None:
         """Charge the TPM window for tokens used beyond the estimate (from usage_metadata)."""
         extra = actual_tokens - permit.reserved_tokens
-        if self._tpm_units is not None and extra >= TOKEN_UNIT:
-            await self._take("tpm", self._tpm_units, min(extra // TOKEN_UNIT, self._tpm_units))
+        if self._tpm is not None and extra >= TOKEN_UNIT:
+            await self._take(self._tpm, min(extra // TOKEN_UNIT, self._tpm.amount))
 
     async def _take_tokens(self, tokens: int) -> int:
-        if self._tpm_units is None:
+        if self._tpm is None:
             return tokens
-        units = min(max(1, math.ceil(tokens / TOKEN_UNIT)), self._tpm_units)
-        await self._take("tpm", self._tpm_units, units)
+        units = min(max(1, math.ceil(tokens / TOKEN_UNIT)), self._tpm.amount)
+        await self._take(self._tpm, units)
         return units * TOKEN_UNIT
 
-    async def _take(self, key: str, limit: int | None, cost: int) -> None:
-        """Wait until ``cost`` more fits in the moving window of ``limit`` for ``key``."""
-        if limit is None:
+    async def _take(self, item: _PerWindow | None, cost: int) -> None:
+        """Wait until ``cost`` more fits in ``item``'s moving window."""
+        if item is None:
             return
-        item = _PerWindow(limit, self._window)
-        while not await self._limiter.hit(item, key, cost=cost):
-            stats = await self._limiter.get_window_stats(item, key)
+        while not await self._limiter.hit(item, cost=cost):
+            stats = await self._limiter.get_window_stats(item)
             await asyncio.sleep(max(0.01, stats.reset_time - time.time()))
 
 
@@ -165,6 +165,8 @@ class _PerWindow(RateLimitItemPerSecond):
     Inherits ``GRANULARITY`` rather than declaring it, so ``limits``' registry of
     granularities is left alone.
     """
+
+    __slots__ = ("_seconds",)
 
     def __init__(self, amount: int, seconds: float) -> None:
         super().__init__(amount, 1)
