@@ -1,20 +1,32 @@
-"""The ``describe-images`` command: parse options into a :class:`Config` and call ``run``."""
+"""The ``describe-images`` command: parse options into a :class:`Config` and call ``run``.
+
+``describe-images SOURCE...`` describes (the default command); ``describe-images embed FILE``
+adds embeddings to an earlier output; ``describe-images search FILE QUERY`` searches it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
+import shutil
+import signal
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
-from .config import DEFAULT_MAX_BYTES, DEFAULT_MODEL, DEFAULT_PROMPT, Config
+from .config import DEFAULT_EMBED_MODEL, DEFAULT_MAX_BYTES, DEFAULT_MODEL, DEFAULT_PROMPT, Config
+from .enrich import embed_file
 from .errors import ConfigError
-from .run import EXIT_INTERRUPTED, EXIT_USAGE, run
+from .run import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, run
+from .search import Hit, load_corpus, search
 
+F = TypeVar("F", bound=Callable[..., Any])
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
 
@@ -36,7 +48,91 @@ class ByteSize(click.ParamType):
         return int(float(match.group(1)) * _UNITS[unit])
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+class DefaultGroup(click.Group):
+    """A group whose first argument, when it names no subcommand, goes to ``describe``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+            args = ["describe", *args]
+        return super().parse_args(ctx, args)
+
+
+def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    def apply(func: F) -> F:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+connection_options = _options(
+    click.option(
+        "--base-url", help="Gemini endpoint (default: GOOGLE_GEMINI_BASE_URL, else Google's)."
+    ),
+    click.option(
+        "--max-attempts",
+        type=click.IntRange(min=1),
+        default=5,
+        show_default=True,
+        help="Tries per download and per model call (408, 429, 5xx, timeouts).",
+    ),
+    click.option(
+        "--retry-wait",
+        type=click.FloatRange(min=0),
+        default=1.0,
+        show_default=True,
+        help="First backoff in seconds; doubles per try (jittered, at most 60).",
+    ),
+    click.option(
+        "--request-timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=180.0,
+        show_default=True,
+        help="Seconds allowed for one model call.",
+    ),
+)
+
+embed_options = _options(
+    click.option(
+        "--embed-model", default=DEFAULT_EMBED_MODEL, show_default=True, help="Embedding model."
+    ),
+    click.option(
+        "--embed-dim",
+        type=click.IntRange(min=1),
+        help="Vector length (output_dimensionality) [default: the model's, 3072].",
+    ),
+    click.option(
+        "--embed-batch-size",
+        type=click.IntRange(1, 100),
+        default=100,
+        show_default=True,
+        help="Texts per embedding call (at most 100: Gemini API limit).",
+    ),
+    click.option(
+        "--embed-timeout",
+        type=click.FloatRange(min=0),
+        default=2.0,
+        show_default=True,
+        help="Seconds a partial batch waits for more descriptions.",
+    ),
+    click.option(
+        "--embed-rpm",
+        type=click.IntRange(min=1),
+        help="Embedding calls per minute allowed by your quota.",
+    ),
+)
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Describe images with Gemini, one JSON line per image; embed and search the results.
+
+    describe-images SOURCE... runs the describe command (the default).
+    """
+
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @click.option(
     "-p",
@@ -89,13 +185,6 @@ class ByteSize(click.ParamType):
     show_default=True,
     help="Seconds allowed for one download.",
 )
-@click.option(
-    "--request-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=180.0,
-    show_default=True,
-    help="Seconds allowed for one model call.",
-)
 @click.option("--max-redirects", type=click.IntRange(min=0), default=5, show_default=True)
 @click.option(
     "--rpm",
@@ -109,48 +198,115 @@ class ByteSize(click.ParamType):
     envvar="DESCRIBER_TPM",
     help="Input tokens per minute of your quota (env DESCRIBER_TPM).",
 )
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="Tries per download and per model call (408, 429, 5xx, timeouts).",
-)
-@click.option(
-    "--retry-wait",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="First backoff in seconds; doubles per try (jittered, at most 60).",
-)
+@connection_options
 @click.option("--overwrite", is_flag=True, help="Start -o FILE afresh instead of resuming it.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symlinks that leave a folder.")
-@click.option(
-    "--base-url", help="Gemini endpoint (default: GOOGLE_GEMINI_BASE_URL, else Google's)."
-)
 @click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write JSON lines here instead of stdout.",
+    help="Write JSON lines here instead of stdout (resumed when it exists).",
 )
 @click.option(
     "--progress/--no-progress",
     default=None,
     help="Progress bar on stderr [default: when stderr is a terminal].",
 )
-def describe_images(sources: tuple[str, ...], **options: object) -> None:
-    """Describe images with Gemini: one JSON line per SOURCE item, as each completes.
+@click.option("--embed", is_flag=True, help="Add an embedding of each description.")
+@embed_options
+def describe(sources: tuple[str, ...], **options: Any) -> None:
+    """Describe images: one JSON line per SOURCE item, as each completes.
 
     SOURCE is an image file, a folder (recursive), an http(s) URL, a text file of URLs or
     paths (one per line, # comments), or - to read such lines from stdin.
 
     Exit codes: 0 all described, 1 some failed, 2 usage or configuration error, 130 interrupted.
     """
-    try:
+
+    def start() -> Coroutine[Any, Any, int]:
         _check_arguments(sources)
-        config = Config(**options)  # type: ignore[arg-type]
-        code = asyncio.run(run(config, sources))
+        return run(Config(**options), sources)
+
+    _exit(start)
+
+
+@cli.command("embed", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@embed_options
+@connection_options
+def embed_command(file: Path, **options: Any) -> None:
+    """Add embeddings to the described records of FILE (an earlier -o output), in place.
+
+    Records that already have an embedding are skipped, so an interrupted run can be resumed.
+    """
+    _exit(lambda: _embed(file, Config(**options)))
+
+
+@cli.command("search", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("query")
+@click.option(
+    "-k",
+    "--top",
+    "k",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="How many results.",
+)
+@connection_options
+def search_command(file: Path, query: str, k: int, **options: Any) -> None:
+    """Print the K images of FILE whose descriptions are closest in meaning to QUERY.
+
+    A table on a terminal; JSON lines (source, score, description) otherwise.
+    """
+    _exit(lambda: _search(file, query, k, Config(**options)))
+
+
+async def _embed(file: Path, config: Config) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)  # finish batches in flight, keep the rest
+    report = await embed_file(file, config, stop)
+    click.echo(
+        f"describer: {file}: {report.embedded} embedded, {report.failed} failed, "
+        f"{report.already} already had one, {report.lines} lines",
+        err=True,
+    )
+    if stop.is_set():
+        return EXIT_INTERRUPTED
+    return EXIT_SOME_FAILED if report.failed else EXIT_OK
+
+
+async def _search(file: Path, query: str, k: int, config: Config) -> int:
+    corpus = await asyncio.to_thread(load_corpus, file)
+    hits = await search(corpus, query, k, config)
+    if sys.stdout.isatty():
+        _print_table(hits)
+    else:
+        for hit in hits:
+            click.echo(json.dumps(hit.to_json(), ensure_ascii=False))
+    return EXIT_OK
+
+
+def _print_table(hits: list[Hit]) -> None:
+    width = shutil.get_terminal_size().columns
+    source_width = min(40, max((len(h.source) for h in hits), default=6))
+    click.echo(f"{'#':>3}  {'score':>6}  {'source':<{source_width}}  description")
+    for rank, hit in enumerate(hits, start=1):
+        room = max(10, width - source_width - 18)
+        text = (
+            hit.description if len(hit.description) <= room else hit.description[: room - 1] + "…"
+        )
+        click.echo(
+            f"{rank:>3}  {hit.score:6.3f}  {hit.source[-source_width:]:<{source_width}}  {text}"
+        )
+
+
+def _exit(make: Callable[[], Coroutine[Any, Any, int]]) -> None:
+    """Run a command's coroutine; turn whole-run problems into one line and exit code 2."""
+    try:
+        code = asyncio.run(make())
     except ConfigError as exc:
         click.echo(f"describe-images: error: {exc}", err=True)
         code = EXIT_USAGE
@@ -170,4 +326,4 @@ def _check_arguments(sources: tuple[str, ...]) -> None:
 def main() -> None:
     """Console-script entry point."""
     logging.basicConfig(level=logging.WARNING, format="describer: %(levelname)s: %(message)s")
-    describe_images()
+    cli()

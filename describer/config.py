@@ -14,6 +14,8 @@ DEFAULT_PROMPT = (
     "Describe this image in one or two sentences for alt text: the main subject, the setting, "
     "and any legible text."
 )
+#: Default embedding model (ai.google.dev/gemini-api/docs/embeddings, read 2026-11).
+DEFAULT_EMBED_MODEL = "gemini-embedding-001"
 #: Largest download accepted, in bytes (``--max-bytes``). Generous for 12 MP+ photographs,
 #: small enough that an endless body is cut off quickly.
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -50,6 +52,12 @@ class Config:
     max_attempts: int = 5  # tries per download and per model call
     retry_wait: float = 1.0  # first backoff in seconds; doubles per attempt, capped at 60
     overwrite: bool = False  # start -o FILE afresh instead of resuming it
+    embed: bool = False  # add an embedding of each description (--embed)
+    embed_model: str = DEFAULT_EMBED_MODEL
+    embed_dim: int | None = None  # output_dimensionality; None: the model's (3072)
+    embed_batch_size: int = 100  # texts per embed_content call, at most 100 (Gemini API limit)
+    embed_timeout: float = 2.0  # seconds a partial batch waits for more texts
+    embed_rpm: int | None = None  # embedding calls per minute allowed by the quota
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     output: Path | None = None
@@ -69,6 +77,10 @@ class Config:
             (self.quota_window > 0, "quota_window must be positive"),
             (self.max_attempts >= 1, "--max-attempts must be at least 1"),
             (self.retry_wait >= 0, "--retry-wait must be 0 or more"),
+            (1 <= self.embed_batch_size <= 100, "--embed-batch-size must be 1..100 (API limit)"),
+            (self.embed_timeout >= 0, "--embed-timeout must be 0 or more"),
+            (self.embed_dim is None or self.embed_dim >= 1, "--embed-dim must be at least 1"),
+            (self.embed_rpm is None or self.embed_rpm >= 1, "--embed-rpm must be at least 1"),
             (bool(self.prompt.strip()), "--prompt must not be empty"),
             (bool(self.model.strip()), "--model must not be empty"),
             (

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import aiohttp
@@ -122,20 +123,28 @@ async def describe_image(
     :class:`Answer` with ``error`` set, so their usage and finish_reason are kept."""
     part = types.Part.from_bytes(data=prepared.data, mime_type=prepared.image.mime_type)
     started = time.perf_counter()
-    try:
+    with gemini_errors(f"Gemini did not answer within {config.request_timeout:g} s"):
         response = await client.aio.models.generate_content(
             model=config.model, contents=[part, config.prompt], config=settings
         )
+    latency_ms = round((time.perf_counter() - started) * 1000)
+    return interpret(response, latency_ms, config.max_output_tokens)
+
+
+@contextmanager
+def gemini_errors(timeout_message: str) -> Iterator[None]:
+    """Turn what a google-genai call raises into :class:`ItemFailure`: API errors by
+    :func:`api_failure`, timeouts (``timeout``) and connection errors (``api_error``), both
+    retryable."""
+    try:
+        yield
     except errors.APIError as exc:
         raise api_failure(exc) from None
     except TimeoutError:
-        message = f"Gemini did not answer within {config.request_timeout:g} s"
-        raise ItemFailure(ErrorType.TIMEOUT, message, retryable=True) from None
+        raise ItemFailure(ErrorType.TIMEOUT, timeout_message, retryable=True) from None
     except aiohttp.ClientError as exc:
         message = f"connection to Gemini failed: {type(exc).__name__}: {exc}"
         raise ItemFailure(ErrorType.API_ERROR, message, retryable=True) from None
-    latency_ms = round((time.perf_counter() - started) * 1000)
-    return interpret(response, latency_ms, config.max_output_tokens)
 
 
 def api_failure(exc: errors.APIError) -> ItemFailure:

@@ -128,6 +128,8 @@ class Tally:
     errors: Counter[str] = field(default_factory=Counter)
     input_tokens: int = 0
     output_tokens: int = 0
+    embedded: int = 0
+    embedding_failed: int = 0
     started: float = field(default_factory=time.perf_counter)
 
     def add(self, result: Result) -> None:
@@ -140,6 +142,10 @@ class Tally:
         if result.usage is not None:
             self.input_tokens += result.usage.input_tokens
             self.output_tokens += result.usage.output_tokens
+        if result.embedding is not None:
+            self.embedded += 1
+        if result.embedding_error is not None:
+            self.embedding_failed += 1
 
     def summary(self, sources: SourceStats, interrupted: bool = False) -> str:
         """One line: described, failed (by type), skipped, tokens, elapsed, images/s."""
@@ -155,6 +161,8 @@ class Tally:
             parts.append(f"{sources.already_done} already described (resumed)")
         if sources.symlinks_skipped:
             parts.append(f"{sources.symlinks_skipped} symlinks outside the folder not followed")
+        if self.embedded or self.embedding_failed:
+            parts.append(f"{self.embedded} embedded, {self.embedding_failed} embeddings failed")
         parts.append(f"tokens {self.input_tokens:,} in / {self.output_tokens:,} out")
         parts.append(f"{elapsed:.1f} s, {done / elapsed if elapsed > 0 else 0.0:.1f} images/s")
         head = "describer: interrupted: " if interrupted else "describer: "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import replace
 
 import aiohttp
 from google import genai
@@ -23,6 +24,7 @@ from .describe import (
     describe_image,
     generation_config,
 )
+from .embed import Embedder, EmbedOutcome, embed_stream
 from .errors import ErrorType, ItemError, ItemFailure, redact, secrets
 from .fetch import fetch
 from .prepare import Prepared, prepare
@@ -51,9 +53,27 @@ async def describe(
     check_credentials(config)
     reader = reader or SourceReader(config.follow_symlinks)
     async with open_session() as session:
-        pipeline = Pipeline(config, session, create_client(config, session))
-        async for result in pipeline.run(reader.iter(sources), stop):
+        client = create_client(config, session)
+        results = Pipeline(config, session, client).run(reader.iter(sources), stop)
+        if config.embed:
+            results = embed_results(results, Embedder(client, config), config)
+        async for result in results:
             yield result
+
+
+def embed_results(
+    results: AsyncIterator[Result], embedder: Embedder, config: Config
+) -> AsyncIterator[Result]:
+    """``results`` with an embedding of each description (failures pass straight through)."""
+
+    def attach(result: Result, outcome: EmbedOutcome) -> Result:
+        return replace(result, embedding=outcome.vector, embedding_model=embedder.model,
+                       embedding_error=outcome.error)  # fmt: skip
+
+    return embed_stream(
+        results, embedder, lambda r: r.description if r.ok else None, attach,
+        config.embed_batch_size, config.embed_timeout,
+    )  # fmt: skip
 
 
 def open_session() -> aiohttp.ClientSession:

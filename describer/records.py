@@ -19,6 +19,7 @@ class Result:
     ``error`` is ``None`` on success. ``image`` describes the bytes sent, ``original`` the
     downloaded file when it was re-encoded. ``latency_ms`` is the wall time of the last model
     call; ``attempts`` counts model calls made (0 when the item failed before reaching Gemini).
+    With ``--embed``: ``embedding`` (floats) and ``embedding_model``, or ``embedding_error``.
     """
 
     source: str
@@ -32,6 +33,9 @@ class Result:
     finish_reason: str | None = None
     latency_ms: int | None = None
     attempts: int = 0
+    embedding: list[float] | None = None
+    embedding_model: str | None = None  # set when an embedding was asked for
+    embedding_error: ItemError | None = None
 
     @property
     def ok(self) -> bool:
@@ -71,7 +75,14 @@ class Result:
             "finish_reason": self.finish_reason,
             "latency_ms": self.latency_ms,
             "attempts": self.attempts,
-        }
+        } | self._embedding_json()
+
+    def _embedding_json(self) -> dict[str, Any]:
+        if self.embedding_model is None:
+            return {}
+        error = self.embedding_error.to_json() if self.embedding_error else None
+        return {"embedding": self.embedding, "embedding_model": self.embedding_model,
+                "embedding_error": error}  # fmt: skip
 
     def to_line(self) -> str:
         """The record as one line of JSON, newline included."""

@@ -43,7 +43,7 @@ async def run(config: Config, sources: Sequence[str], stdin: IO[str] | None = No
     progress.write(tally.summary(reader.stats, interrupted=interrupts.interrupted))
     if interrupts.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_SOME_FAILED if tally.failed else EXIT_OK
+    return EXIT_SOME_FAILED if tally.failed or tally.embedding_failed else EXIT_OK
 
 
 def _report_resume(progress: Progress, resume: Resume, config: Config) -> None:
