@@ -70,8 +70,12 @@ def embed_results(
         return replace(result, embedding=outcome.vector, embedding_model=embedder.model,
                        embedding_error=outcome.error)  # fmt: skip
 
+    async def marked() -> AsyncIterator[Result]:  # every record carries the embedding keys
+        async for result in results:
+            yield replace(result, embedding_model=embedder.model)
+
     return embed_stream(
-        results, embedder, lambda r: r.description if r.ok else None, attach,
+        marked(), embedder, lambda r: r.description if r.ok else None, attach,
         config.embed_batch_size, config.embed_timeout,
     )  # fmt: skip
 

@@ -652,6 +652,7 @@ class GeminiEmulator:
             "batchEmbedContents": self._batch_embed,
             "embedContent": self._embed_one,
         }
+        self._embed_behaviour: Behaviour | None = None
         self.app = self._make_app()
 
     # ----- lifecycle -------------------------------------------------------------------
@@ -707,6 +708,11 @@ class GeminiEmulator:
     def clear_scripts(self) -> None:
         """Remove every scripted behaviour."""
         self._scripts.clear()
+
+    def script_embed(self, behaviour: str | None) -> None:
+        """Script every embedding call: "fail:CODE[:N]" (the first N calls, or all, fail with
+        HTTP CODE); None clears it. Batch sizes are recorded either way."""
+        self._embed_behaviour = parse_behaviour(behaviour) if behaviour else None
 
     def configure(self, **changes: Any) -> EmulatorSettings:
         """Replace some settings at run time (same names as EmulatorSettings); returns them.
@@ -825,14 +831,14 @@ class GeminiEmulator:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    def _fail_if_due(self, behaviour: Behaviour | None) -> None:
+    def _fail_if_due(self, behaviour: Behaviour | None, faults: bool = True) -> None:
         if behaviour is not None and behaviour.kind == "fail":
             if behaviour.remaining is None:
                 raise ApiError(behaviour.status)
             if behaviour.remaining > 0:
                 behaviour.remaining -= 1
                 raise ApiError(behaviour.status)
-        rate = self.settings.fault_rate
+        rate = self.settings.fault_rate if faults else 0.0
         if rate > 0 and self._fault_rng.random() < rate:
             self.stats.injected_faults += 1
             raise ApiError(503, MSG_OVERLOADED)
@@ -846,6 +852,8 @@ class GeminiEmulator:
         self.stats.keep(self.stats.batch_sizes, len(requests))
         if len(requests) > MAX_EMBED_BATCH:
             raise ApiError(400, MSG_BATCH_TOO_BIG)
+        if self._embed_behaviour is not None:
+            self._fail_if_due(self._embed_behaviour, faults=False)
         vectors = [_embed_request(r) for r in requests]
         await self._embed_sleep()
         return {"embeddings": [{"values": v} for v in vectors]}
