@@ -7,9 +7,10 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-#: Default model: a current, stable Gemini Flash model (ai.google.dev/gemini-api/docs/models,
-#: read 2026-11). Override with ``--model`` or ``DESCRIBER_MODEL``.
-DEFAULT_MODEL = "gemini-3.5-flash"
+#: Default model: the newest stable Gemini Flash model, and the cheapest Flash per token
+#: (ai.google.dev/gemini-api/docs/models and .../pricing, read 2026-11). Override with
+#: ``--model`` or ``DESCRIBER_MODEL``.
+DEFAULT_MODEL = "gemini-3.8-flash"
 DEFAULT_PROMPT = (
     "Describe this image in one or two sentences for alt text: the main subject, the setting, "
     "and any legible text."
@@ -20,8 +21,12 @@ DEFAULT_EMBED_MODEL = "gemini-embedding-001"
 #: small enough that an endless body is cut off quickly.
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 #: Gemini's limit for a whole request with inline data is 20 MB
-#: (ai.google.dev/gemini-api/docs/image-understanding). Larger images need ``--max-side``.
+#: (ai.google.dev/gemini-api/docs/image-understanding); larger media go by the Files API.
 INLINE_LIMIT_BYTES = 20 * 1024 * 1024
+#: ``--media-resolution`` values and the SDK's names for them.
+MEDIA_RESOLUTIONS = {"low": "MEDIA_RESOLUTION_LOW", "medium": "MEDIA_RESOLUTION_MEDIUM",
+                     "high": "MEDIA_RESOLUTION_HIGH"}  # fmt: skip
+MEDIA_KINDS = ("image", "pdf", "audio", "video")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,9 @@ class Config:
     request_timeout: float = 180.0
     max_redirects: int = 5
     follow_symlinks: bool = False
+    media: frozenset[str] = frozenset({"image"})  # --media kinds taken: image, pdf, audio, video
+    media_resolution: str | None = None  # low, medium, high: Gemini's media_resolution
+    inline_limit: int = INLINE_LIMIT_BYTES  # larger media are sent with the Files API
     rpm: int | None = None  # requests per minute allowed by the quota
     tpm: int | None = None  # input tokens per minute allowed by the quota
     quota_window: float = 60.0  # seconds over which --rpm/--tpm are counted (Gemini: a minute)
@@ -69,6 +77,11 @@ class Config:
             (self.prefetch is None or self.prefetch >= 0, "--prefetch must be 0 or more"),
             (self.max_side is None or self.max_side >= 16, "--max-side must be at least 16 px"),
             (self.max_bytes >= 1, "--max-bytes must be at least 1"),
+            (bool(self.media) and self.media <= set(MEDIA_KINDS),
+             f"--media takes {', '.join(MEDIA_KINDS)}"),
+            (self.media_resolution in (None, *MEDIA_RESOLUTIONS),
+             "--media-resolution is low, medium or high"),
+            (self.inline_limit >= 1, "--inline-limit must be at least 1"),
             (self.download_timeout > 0, "--download-timeout must be positive"),
             (self.request_timeout > 0, "--request-timeout must be positive"),
             (self.max_redirects >= 0, "--max-redirects must be 0 or more"),

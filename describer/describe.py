@@ -8,21 +8,25 @@ an :class:`Answer`: text, ``finish_reason``, usage, and an error for safety bloc
 
 from __future__ import annotations
 
+import asyncio
+import io
+import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import aiohttp
 from google import genai
 from google.genai import errors, types
 
-from .config import Config
+from .config import MEDIA_RESOLUTIONS, Config
 from .errors import ConfigError, ErrorType, ItemError, ItemFailure
 from .prepare import Prepared
-from .retries import retry_delay
+from .retries import call_with_retries, retry_delay
 
+log = logging.getLogger("describer")
 KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 NO_CREDENTIALS = (
     "no Gemini credentials: set GEMINI_API_KEY (or GOOGLE_API_KEY) to a key from "
@@ -105,23 +109,66 @@ def create_client(config: Config, session: aiohttp.ClientSession) -> genai.Clien
 
 def generation_config(config: Config) -> types.GenerateContentConfig:
     """The ``GenerateContentConfig`` shared by every call of a run."""
+    resolution = MEDIA_RESOLUTIONS.get(config.media_resolution or "")
     return types.GenerateContentConfig(
         system_instruction=config.system_instruction,
         temperature=config.temperature,
         max_output_tokens=config.max_output_tokens,
+        media_resolution=types.MediaResolution(resolution) if resolution else None,
     )
+
+
+@asynccontextmanager
+async def media_part(
+    client: genai.Client, prepared: Prepared, config: Config
+) -> AsyncIterator[types.Part]:
+    """The part that carries the media: inline bytes up to ``config.inline_limit``, else a
+    file uploaded with the Files API for the duration of the block and deleted after it.
+    Raises :class:`ItemFailure` when the upload fails after its retries."""
+    if prepared.image.bytes <= config.inline_limit:
+        yield types.Part.from_bytes(data=prepared.data, mime_type=prepared.image.mime_type)
+        return
+    uploaded = await call_with_retries(
+        lambda: upload(client, prepared), config.max_attempts, config.retry_wait
+    )
+    try:
+        yield types.Part.from_uri(file_uri=uploaded.uri or "", mime_type=prepared.image.mime_type)
+    finally:
+        await _delete(client, uploaded.name or "")
+
+
+async def upload(client: genai.Client, prepared: Prepared) -> types.File:
+    """Upload media with the Files API and wait until Gemini has processed it (videos take a
+    while: state PROCESSING, polled every 2 s). Raises :class:`ItemFailure`."""
+    settings = types.UploadFileConfig(mime_type=prepared.image.mime_type)
+    with gemini_errors("the Files API upload timed out"):
+        uploaded = await client.aio.files.upload(file=io.BytesIO(prepared.data), config=settings)
+        while uploaded.state == types.FileState.PROCESSING:
+            await asyncio.sleep(2)
+            uploaded = await client.aio.files.get(name=uploaded.name or "")
+    if uploaded.state == types.FileState.FAILED:
+        raise ItemFailure(ErrorType.API_ERROR, "the Files API could not process the file")
+    return uploaded
+
+
+async def _delete(client: genai.Client, name: str) -> None:
+    try:
+        with gemini_errors("deleting the uploaded file timed out"):
+            await client.aio.files.delete(name=name)
+    except ItemFailure as failure:  # Gemini deletes uploads after 48 hours anyway
+        log.warning("could not delete uploaded %s: %s", name, failure.error.message)
 
 
 async def describe_image(
     client: genai.Client,
-    prepared: Prepared,
+    part: types.Part,
     config: Config,
     settings: types.GenerateContentConfig,
 ) -> Answer:
-    """Ask the model about one image. Raises :class:`ItemFailure` for API and transport errors
-    (``rate_limited``, ``timeout``, ``api_error``); blocked or empty answers come back as an
-    :class:`Answer` with ``error`` set, so their usage and finish_reason are kept."""
-    part = types.Part.from_bytes(data=prepared.data, mime_type=prepared.image.mime_type)
+    """Ask the model about one image (or other media) given as ``part``, which goes before the
+    prompt. Raises :class:`ItemFailure` for API and transport errors (``rate_limited``,
+    ``timeout``, ``api_error``); blocked or empty answers come back as an :class:`Answer` with
+    ``error`` set, so their usage and finish_reason are kept."""
     started = time.perf_counter()
     with gemini_errors(f"Gemini did not answer within {config.request_timeout:g} s"):
         response = await client.aio.models.generate_content(

@@ -15,6 +15,7 @@ from dataclasses import replace
 
 import aiohttp
 from google import genai
+from google.genai import types
 
 from .config import Config
 from .describe import (
@@ -23,13 +24,14 @@ from .describe import (
     create_client,
     describe_image,
     generation_config,
+    media_part,
 )
 from .embed import Embedder, EmbedOutcome, embed_stream
 from .errors import ErrorType, ItemError, ItemFailure, redact, secrets
 from .fetch import fetch
 from .prepare import Prepared, prepare
 from .records import Result
-from .retries import retrying
+from .retries import call_with_retries, retrying
 from .sources import Source, SourceReader, iterate_in_thread
 from .throttle import Throttle, estimate_tokens
 
@@ -51,7 +53,7 @@ async def describe(
     results. Raises :class:`describer.ConfigError` when no credentials are configured.
     """
     check_credentials(config)
-    reader = reader or SourceReader(config.follow_symlinks)
+    reader = reader or SourceReader(config.follow_symlinks, media=config.media)
     async with open_session() as session:
         client = create_client(config, session)
         results = Pipeline(config, session, client).run(reader.iter(sources), stop)
@@ -146,7 +148,7 @@ class Pipeline:
         prepared: Prepared | None = None
         try:
             data = await self._fetch(source)
-            prepared = await asyncio.to_thread(prepare, data, config.max_side)
+            prepared = await asyncio.to_thread(prepare, data, config.max_side, config.media)
             del data
             answer, attempts = await self._describe(prepared)
             return Result.described(
@@ -162,32 +164,34 @@ class Pipeline:
 
     async def _fetch(self, source: Source) -> bytes:
         """The source's bytes, retrying transient download failures."""
-        async for attempt in retrying(self._config.max_attempts, self._config.retry_wait):
-            with attempt:
-                return await fetch(source, self._session, self._config)
-        raise AssertionError("unreachable: tenacity re-raises the last failure")
+        config = self._config
+        return await call_with_retries(
+            lambda: fetch(source, self._session, config), config.max_attempts, config.retry_wait
+        )
 
     async def _describe(self, prepared: Prepared) -> tuple[Answer, int]:
         """The model's answer and the number of calls it took, under the run's throttle."""
         config = self._config
-        image = prepared.image
-        estimate = estimate_tokens(image.width, image.height, self._text)
+        estimate = estimate_tokens(prepared.image, self._text, config.media_resolution)
         attempt_number = 0
         try:
-            async for attempt in retrying(config.max_attempts, config.retry_wait):
-                with attempt:
-                    attempt_number = attempt.retry_state.attempt_number
-                    async with self._throttle.permit(estimate) as permit:
-                        answer = await describe_image(
-                            self._client, prepared, config, self._settings
-                        )
-                    if answer.usage is not None:
-                        await self._throttle.correct_tokens(permit, answer.usage.input_tokens)
-                    return answer, attempt_number
+            async with media_part(self._client, prepared, config) as part:
+                async for attempt in retrying(config.max_attempts, config.retry_wait):
+                    with attempt:
+                        attempt_number = attempt.retry_state.attempt_number
+                        return await self._call(part, estimate), attempt_number
         except ItemFailure as failure:
             failure.attempts = attempt_number
             raise
         raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    async def _call(self, part: types.Part, estimate: int) -> Answer:
+        """One model call under the throttle, its token estimate corrected from usage."""
+        async with self._throttle.permit(estimate) as permit:
+            answer = await describe_image(self._client, part, self._config, self._settings)
+        if answer.usage is not None:
+            await self._throttle.correct_tokens(permit, answer.usage.input_tokens)
+        return answer
 
 
 def _failed(

@@ -10,15 +10,23 @@ orientation applied. Size, dimensions and MIME type come from the header alone.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
 import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .config import INLINE_LIMIT_BYTES
 from .errors import ErrorType, ItemFailure
-from .formats import NATIVE, Format, describe_unknown, is_complete, png_bit_depth
+from .formats import (
+    NATIVE,
+    RASTER,
+    Format,
+    describe_unknown,
+    is_complete,
+    kind_of,
+    png_bit_depth,
+)
 from .formats import sniff as sniff_format
 
 pillow_heif.register_heif_opener()
@@ -26,6 +34,8 @@ pillow_heif.register_heif_opener()
 # limit raise, and are reported as too_large. The warning band below that is not an error.
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
+IMAGES_ONLY = frozenset({"image"})
+_PDF_PAGE = re.compile(rb"/Type\s*/Page(?![A-Za-z])")
 _JPEG_QUALITY = 90
 _ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _CONVERT_MODES = {"CMYK", "YCbCr", "LAB", "I", "I;16", "I;16B", "I;16L", "F", "1"}
@@ -35,13 +45,13 @@ _CONVERT_MODES = {"CMYK", "YCbCr", "LAB", "I", "I;16", "I;16B", "I;16L", "F", "1
 class ImageInfo:
     """What was sent (or, as ``original``, what was downloaded).
 
-    ``width``/``height`` are in pixels as displayed (EXIF orientation applied); ``bytes`` is the
-    size of the encoded data.
+    ``width``/``height`` are in pixels as displayed (EXIF orientation applied), ``None`` for
+    documents, audio and video; ``bytes`` is the size of the encoded data.
     """
 
     mime_type: str
-    width: int
-    height: int
+    width: int | None
+    height: int | None
     bytes: int
 
     def to_json(self) -> dict[str, str | int]:
@@ -63,29 +73,28 @@ class Prepared:
     original: ImageInfo | None = None
 
 
-def prepare(data: bytes, max_side: int | None = None) -> Prepared:
+def prepare(
+    data: bytes, max_side: int | None = None, media: frozenset[str] = IMAGES_ONLY
+) -> Prepared:
     """The bytes to send for ``data``, original when possible.
 
-    Raises :class:`ItemFailure`: ``not_an_image`` (empty, HTML, text, unknown bytes),
-    ``unsupported_format`` (SVG), ``corrupt_image`` (truncated or undecodable),
-    ``too_large`` (decompression bomb, or still over Gemini's 20 MB inline limit).
+    ``media`` is the set of ``--media`` kinds taken (image, pdf, audio, video). Raises
+    :class:`ItemFailure`: ``not_an_image`` (empty, HTML, text, unknown bytes),
+    ``unsupported_format`` (SVG, or a kind not in ``media``), ``corrupt_image`` (truncated
+    or undecodable), ``too_large`` (a decompression bomb).
     """
-    fmt = _sniff(data)
+    fmt = _sniff(data, media)
+    if fmt not in RASTER:
+        return _pass_media(fmt, data)
     image = _open(data)
     info = ImageInfo(fmt.value, *_display_size(image), len(data))
-    if _can_pass_through(fmt, image, data, max_side):
-        if not is_complete(fmt, data):
-            raise ItemFailure(
-                ErrorType.CORRUPT_IMAGE, f"truncated {fmt.name} file ({len(data):,} bytes)"
-            )
-        prepared = Prepared(data, info)
-    else:
-        prepared = _reencode(image, fmt, info, max_side)
-    _check_inline_limit(prepared)
-    return prepared
+    if not _can_pass_through(fmt, image, data, max_side):
+        return _reencode(image, fmt, info, max_side)
+    _check_complete(fmt, data)
+    return Prepared(data, info)
 
 
-def _sniff(data: bytes) -> Format:
+def _sniff(data: bytes, media: frozenset[str]) -> Format:
     fmt = sniff_format(data[:512])
     if fmt is None:
         raise ItemFailure(ErrorType.NOT_AN_IMAGE, f"not an image: {describe_unknown(data[:512])}")
@@ -94,7 +103,25 @@ def _sniff(data: bytes) -> Format:
             ErrorType.UNSUPPORTED_FORMAT,
             "SVG is a vector format; Gemini takes PNG, JPEG, WEBP, HEIC or HEIF",
         )
+    kind = kind_of(fmt)
+    if kind not in media:
+        raise ItemFailure(
+            ErrorType.UNSUPPORTED_FORMAT, f"{fmt.value} is {kind}: add {kind} to --media to take it"
+        )
     return fmt
+
+
+def _pass_media(fmt: Format, data: bytes) -> Prepared:
+    """Documents, audio and video go as they are."""
+    _check_complete(fmt, data)
+    pages = len(_PDF_PAGE.findall(data)) if fmt is Format.PDF else 0
+    return Prepared(data, ImageInfo(fmt.value, None, None, len(data), pages))
+
+
+def _check_complete(fmt: Format, data: bytes) -> None:
+    if not is_complete(fmt, data):
+        message = f"truncated {fmt.name} file ({len(data):,} bytes)"
+        raise ItemFailure(ErrorType.CORRUPT_IMAGE, message)
 
 
 def _open(data: bytes) -> Image.Image:
@@ -173,12 +200,3 @@ def _encode(image: Image.Image) -> tuple[bytes, str]:
         return out.getvalue(), Format.PNG.value
     image.save(out, format="JPEG", quality=_JPEG_QUALITY)
     return out.getvalue(), Format.JPEG.value
-
-
-def _check_inline_limit(prepared: Prepared) -> None:
-    if prepared.image.bytes > INLINE_LIMIT_BYTES:
-        raise ItemFailure(
-            ErrorType.TOO_LARGE,
-            f"{prepared.image.bytes:,} bytes is over Gemini's 20 MB inline limit; "
-            "use --max-side to downscale",
-        )

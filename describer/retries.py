@@ -8,13 +8,15 @@ the server asked (``retry_after``), up to ``max_attempts`` tries in all.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
 from .errors import ItemFailure
 
+T = TypeVar("T")
 #: Longest backoff between two attempts, in seconds (a server's retry_after may exceed it).
 MAX_BACKOFF = 60.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
@@ -39,6 +41,16 @@ def retrying(max_attempts: int, first_wait: float = 1.0) -> AsyncRetrying:
         retry=retry_if_exception(lambda exc: isinstance(exc, ItemFailure) and exc.retryable),
         reraise=True,
     )
+
+
+async def call_with_retries(
+    call: Callable[[], Awaitable[T]], max_attempts: int, first_wait: float = 1.0
+) -> T:
+    """``await call()``, retried by :func:`retrying`; re-raises the last failure."""
+    async for attempt in retrying(max_attempts, first_wait):
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable: tenacity re-raises the last failure")
 
 
 def retry_delay(error_body: Any) -> float | None:

@@ -30,7 +30,9 @@ async def run(config: Config, sources: Sequence[str], stdin: IO[str] | None = No
     with open_output(config.output, config.overwrite, config.model, config.prompt) as output:
         progress = Progress(config.progress)
         _report_resume(progress, output.resume, config)
-        reader = SourceReader(config.follow_symlinks, stdin, done=output.resume.done)
+        reader = SourceReader(
+            config.follow_symlinks, stdin, done=output.resume.done, media=config.media
+        )
         with _Interrupts(progress) as interrupts:
             try:
                 async for result in describe(sources, config, reader=reader, stop=interrupts.stop):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import IO, TypeVar
 
-from .formats import RASTER, SNIFF_BYTES, sniff
+from .formats import SNIFF_BYTES, accepted, sniff
 
 T = TypeVar("T")
 
@@ -53,14 +53,14 @@ class Source:
 class SourceStats:
     """Counts kept while reading sources, for the run summary."""
 
-    skipped: int = 0  # folder entries that are not images
+    skipped: int = 0  # folder entries that are not of a --media kind
     skipped_examples: list[str] = field(default_factory=list)
     symlinks_skipped: int = 0  # symlinks leaving a folder, without --follow-symlinks
     duplicates: int = 0
     already_done: int = 0  # described by an earlier run into the same -o FILE
 
     def skip(self, path: str) -> None:
-        """Count one folder entry that is not a supported image."""
+        """Count one folder entry that is not of a taken kind."""
         self.skipped += 1
         if len(self.skipped_examples) < 3:
             self.skipped_examples.append(path)
@@ -115,9 +115,12 @@ class SourceReader:
         follow_symlinks: bool = False,
         stdin: IO[str] | None = None,
         done: set[bytes] | None = None,
+        media: frozenset[str] = frozenset({"image"}),
     ) -> None:
-        """``done``: :func:`fingerprint` of sources already described (resume); skipped."""
+        """``done``: :func:`fingerprint` of sources already described (resume), skipped;
+        ``media``: the ``--media`` kinds a folder walk takes."""
         self.stats = SourceStats()
+        self._taken = accepted(media)
         self._follow_symlinks = follow_symlinks
         self._stdin = stdin
         self._done = done
@@ -174,7 +177,7 @@ class SourceReader:
             with open(path, "rb") as fh:
                 head = fh.read(SNIFF_BYTES)
             shown = os.path.join(shown_root, os.path.relpath(path, root))
-            if sniff(head) in RASTER:
+            if sniff(head) in self._taken:
                 yield Source(shown, Kind.PATH, os.path.abspath(path))
             else:
                 self.stats.skip(shown)

@@ -24,6 +24,7 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from .errors import ErrorType, ItemFailure
+from .prepare import ImageInfo
 
 #: The client-side window is longer than the quota's by 1/60 of it (61 s for a minute), and by
 #: at least this many seconds: margin for requests bunched up by network and encoding delays.
@@ -176,14 +177,33 @@ class _PerWindow(RateLimitItemPerSecond):
         return self._seconds  # type: ignore[return-value]
 
 
-def estimate_tokens(width: int, height: int, text: str) -> int:
-    """Input tokens of one image request before it is sent.
+#: Tokens per image at each --media-resolution on Gemini 3 models
+#: (ai.google.dev/gemini-api/docs/media-resolution, token counts table).
+RESOLUTION_IMAGE_TOKENS = {"low": 280, "medium": 560, "high": 1120}
 
-    258 tokens for an image with both sides at most 384 px, else 258 per 768x768 tile, plus
-    about one token per 4 characters of text (ai.google.dev/gemini-api/docs/tokens).
+
+def estimate_tokens(media: ImageInfo, text: str, resolution: str | None = None) -> int:
+    """Input tokens of one request before it is sent, for ``--tpm`` pacing (then corrected).
+
+    Images: 258 tokens with both sides at most 384 px, else 258 per 768x768 tile
+    (ai.google.dev/gemini-api/docs/tokens), or the ``--media-resolution`` budget. PDFs: 258
+    per page (pages counted from ``/Type /Page``). Audio: 32 tokens per second, video about
+    300, with the duration guessed from the size (128 kbit/s audio, 2 Mbit/s video). Text:
+    about one token per 4 characters.
     """
-    if width <= 384 and height <= 384:
-        image = 258
-    else:
-        image = 258 * math.ceil(width / 768) * math.ceil(height / 768)
-    return image + math.ceil(len(text) / 4)
+    return _media_tokens(media, resolution) + math.ceil(len(text) / 4)
+
+
+def _media_tokens(media: ImageInfo, resolution: str | None) -> int:
+    kind = media.mime_type.split("/")[0]
+    if media.width is not None and media.height is not None:
+        if resolution:
+            return RESOLUTION_IMAGE_TOKENS[resolution]
+        if media.width <= 384 and media.height <= 384:
+            return 258
+        return 258 * math.ceil(media.width / 768) * math.ceil(media.height / 768)
+    if kind == "audio":
+        return math.ceil(media.bytes / 16_000 * 32)
+    if kind == "video":
+        return math.ceil(media.bytes / 250_000 * 300)
+    return 258 * max(1, media.pages)
