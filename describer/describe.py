@@ -70,7 +70,7 @@ class Answer:
     text: str | None
     finish_reason: str | None
     usage: Usage | None
-    latency_ms: int
+    latency_ms: int | None  # None for Batch API answers
     error: ItemError | None = None
 
 
@@ -214,7 +214,9 @@ def api_failure(exc: errors.APIError) -> ItemFailure:
 
 
 def interpret(
-    response: types.GenerateContentResponse, latency_ms: int, max_output_tokens: int | None = None
+    response: types.GenerateContentResponse,
+    latency_ms: int | None,
+    max_output_tokens: int | None = None,
 ) -> Answer:
     """Read text, finish_reason and usage from a response, and name what went wrong if
     anything: ``blocked``, ``max_tokens`` (partial text kept) or ``empty_response``."""

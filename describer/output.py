@@ -15,6 +15,7 @@ from typing import IO
 
 from tqdm import tqdm
 
+from .cost import describe_cost
 from .errors import ConfigError
 from .records import Result
 from .sources import SourceStats, fingerprint
@@ -130,6 +131,8 @@ class Tally:
     output_tokens: int = 0
     embedded: int = 0
     embedding_failed: int = 0
+    model: str = ""
+    batch: bool = False  # Batch API prices (half)
     started: float = field(default_factory=time.perf_counter)
 
     def add(self, result: Result) -> None:
@@ -164,6 +167,9 @@ class Tally:
         if self.embedded or self.embedding_failed:
             parts.append(f"{self.embedded} embedded, {self.embedding_failed} embeddings failed")
         parts.append(f"tokens {self.input_tokens:,} in / {self.output_tokens:,} out")
+        if self.model:
+            cost = describe_cost(self.model, self.input_tokens, self.output_tokens, self.batch)
+            parts.append(cost)
         parts.append(f"{elapsed:.1f} s, {done / elapsed if elapsed > 0 else 0.0:.1f} images/s")
         head = "describer: interrupted: " if interrupted else "describer: "
         return head + ", ".join(parts)

@@ -32,11 +32,11 @@ from .fetch import fetch
 from .prepare import Prepared, prepare
 from .records import Result
 from .retries import call_with_retries, retrying
-from .sources import Source, SourceReader, iterate_in_thread
+from .runner import bounded_map
+from .sources import Source, SourceReader
 from .throttle import Throttle, estimate_tokens
 
 log = logging.getLogger("describer")
-_END = object()
 
 
 async def describe(
@@ -91,6 +91,17 @@ def open_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, trust_env=True)
 
 
+async def load(source: Source, session: aiohttp.ClientSession, config: Config) -> Prepared:
+    """Fetch (retrying transient failures) and prepare one source: the bytes to send.
+
+    Raises :class:`ItemFailure` with the fetch and prepare stages' error types.
+    """
+    data = await call_with_retries(
+        lambda: fetch(source, session, config), config.max_attempts, config.retry_wait
+    )
+    return await asyncio.to_thread(prepare, data, config.max_side, config.media)
+
+
 class Pipeline:
     """Runs items through the stages under the run's concurrency bounds."""
 
@@ -99,57 +110,24 @@ class Pipeline:
         self._session = session
         self._client = client
         self._settings = generation_config(config)
-        self._window = asyncio.Semaphore(config.window)
         self._throttle = Throttle(
             config.concurrency, config.rpm, config.tpm, config.quota_window
         )
         self._text = config.prompt + (config.system_instruction or "")
         self._secrets = secrets(config.api_key)
-        self._results: asyncio.Queue[object] = asyncio.Queue()
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def run(
+    def run(
         self, sources: Iterator[Source], stop: asyncio.Event | None = None
     ) -> AsyncIterator[Result]:
-        """Yield results in completion order; see :func:`describe`."""
-        feeder = asyncio.create_task(self._feed(sources))
-        watcher = asyncio.create_task(_cancel_when_set(stop, feeder)) if stop else None
-        try:
-            while (result := await self._results.get()) is not _END:
-                assert isinstance(result, Result)
-                yield result
-                self._window.release()  # free once the consumer comes back for more
-            await feeder  # re-raise a failure to read the sources
-        finally:
-            for task in (feeder, watcher, *self._tasks):
-                if task is not None:
-                    task.cancel()
-            await asyncio.gather(feeder, *self._tasks, return_exceptions=True)
-
-    async def _feed(self, sources: Iterator[Source]) -> None:
-        try:
-            async for source in iterate_in_thread(sources):
-                await self._window.acquire()
-                task = asyncio.create_task(self._item(source))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-        except asyncio.CancelledError:
-            pass  # stopped: no new items; those in flight still finish
-        finally:
-            if self._tasks:
-                await asyncio.wait(set(self._tasks))
-            self._results.put_nowait(_END)
-
-    async def _item(self, source: Source) -> None:
-        self._results.put_nowait(await self._process(source))
+        """Results in completion order, at most ``config.window`` in flight; see
+        :func:`describe`."""
+        return bounded_map(sources, self._process, self._config.window, stop)
 
     async def _process(self, source: Source) -> Result:
         config = self._config
         prepared: Prepared | None = None
         try:
-            data = await self._fetch(source)
-            prepared = await asyncio.to_thread(prepare, data, config.max_side, config.media)
-            del data
+            prepared = await load(source, self._session, config)
             answer, attempts = await self._describe(prepared)
             return Result.described(
                 source.ref, config.model, config.prompt, prepared, answer, attempts
@@ -161,13 +139,6 @@ class Pipeline:
             log.exception("internal error on %s", source.ref)
             error = ItemError(ErrorType.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
             return _failed(source, config, redact(error, self._secrets), prepared)
-
-    async def _fetch(self, source: Source) -> bytes:
-        """The source's bytes, retrying transient download failures."""
-        config = self._config
-        return await call_with_retries(
-            lambda: fetch(source, self._session, config), config.max_attempts, config.retry_wait
-        )
 
     async def _describe(self, prepared: Prepared) -> tuple[Answer, int]:
         """The model's answer and the number of calls it took, under the run's throttle."""
@@ -207,8 +178,3 @@ def _failed(
         original=prepared.original if prepared else None,
         attempts=failure.attempts if failure else 0,
     )  # fmt: skip
-
-
-async def _cancel_when_set(event: asyncio.Event, task: asyncio.Task[None]) -> None:
-    await event.wait()
-    task.cancel()

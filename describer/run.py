@@ -26,7 +26,7 @@ async def run(config: Config, sources: Sequence[str], stdin: IO[str] | None = No
     :class:`ConfigError` (exit 2) for whole-run problems.
     """
     check_credentials(config)
-    tally = Tally()
+    tally = Tally(model=config.model)
     with open_output(config.output, config.overwrite, config.model, config.prompt) as output:
         progress = Progress(config.progress)
         _report_resume(progress, output.resume, config)
