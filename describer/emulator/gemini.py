@@ -37,11 +37,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pillow_heif
 from aiohttp import web
 from PIL import Image
+
+if TYPE_CHECKING:
+    from describer.emulator.batch import BatchApi
 
 pillow_heif.register_heif_opener()
 
@@ -338,7 +341,18 @@ class _Image:
     nbytes: int
     width: int
     height: int
-    label: str  # JPEG | PNG | WEBP | HEIF
+    label: str  # JPEG | PNG | WEBP | HEIF (PDF | AUDIO | VIDEO: see batch.probe_media)
+    tokens: int | None = None  # None: image_tokens(width, height)
+    modality: str = "IMAGE"  # promptTokensDetails modality: IMAGE | DOCUMENT | AUDIO | VIDEO
+    description: str | None = None  # None: describe(sha256, width, height, label)
+
+
+class MediaSource(Protocol):
+    """Resolves non-image inline data and ``fileData`` parts (batch.BatchApi)."""
+
+    def probe(self, data: bytes, mime_type: str) -> _Image: ...
+
+    def file_part(self, file_data: dict[str, Any]) -> _Image: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,30 +491,46 @@ def _parts(content: Any) -> list[dict[str, Any]]:
     return [p for p in content["parts"] if isinstance(p, dict)]
 
 
-def _collect(contents: Any) -> tuple[list[str], list[_Image], str]:
-    """Texts, decoded images and the first part's kind from ``contents``."""
+def _collect(contents: Any, media: MediaSource | None = None
+             ) -> tuple[list[str], list[_Image], str]:
+    """Texts, decoded images/media and the first part's kind from ``contents``.
+
+    With ``media``, inline data goes through ``media.probe`` (images and PDF/audio/video)
+    and ``fileData`` parts through ``media.file_part``; without it, as before.
+    """
     texts: list[str] = []
     images: list[_Image] = []
     first = ""
     for content in contents if isinstance(contents, list) else []:
         for part in _parts(content):
             inline = _get(part, "inlineData", "inline_data")
+            file_data = _get(part, "fileData", "file_data")
             if isinstance(part.get("text"), str):
                 texts.append(part["text"])
                 first = first or "text"
             elif isinstance(inline, dict):
                 data = decode_base64(str(inline.get("data", "")))
-                images.append(probe_image(data, str(_get(inline, "mimeType", "mime_type"))))
+                mime = str(_get(inline, "mimeType", "mime_type"))
+                images.append(media.probe(data, mime) if media else probe_image(data, mime))
+                first = first or "image"
+            elif isinstance(file_data, dict) and media is not None:
+                images.append(media.file_part(file_data))
                 first = first or "image"
     return texts, images, first
 
 
-def parse_generate(model: str, body: bytes) -> _GenerateRequest:
+def parse_generate(model: str, body: bytes,
+                   media: MediaSource | None = None) -> _GenerateRequest:
     """Parse and validate a generateContent body, decoding every inline image."""
     if len(body) > MAX_REQUEST_BYTES:
         raise ApiError(400, MSG_TOO_LARGE)
-    payload = _load_json(body)
-    texts, images, first = _collect(payload.get("contents"))
+    return parse_payload(model, _load_json(body), media)
+
+
+def parse_payload(model: str, payload: dict[str, Any],
+                  media: MediaSource | None = None) -> _GenerateRequest:
+    """Validate a parsed GenerateContentRequest dict (also one batch line's request)."""
+    texts, images, first = _collect(payload.get("contents"), media)
     if not first:
         raise ApiError(400, MSG_NO_CONTENTS)
     system = _get(payload, "systemInstruction", "system_instruction")
@@ -510,13 +540,22 @@ def parse_generate(model: str, body: bytes) -> _GenerateRequest:
                             config if isinstance(config, dict) else {}, first)
 
 
-def _usage(prompt_image: int, prompt_text: int, answer_tokens: int) -> dict[str, Any]:
-    details = [{"modality": "TEXT", "tokenCount": prompt_text}]
-    if prompt_image:
-        details.insert(0, {"modality": "IMAGE", "tokenCount": prompt_image})
+def _media_tokens(items: list[_Image]) -> dict[str, int]:
+    """Prompt tokens per modality (images: tile rule; other media: their own count)."""
+    out: dict[str, int] = {}
+    for i in items:
+        tokens = image_tokens(i.width, i.height) if i.tokens is None else i.tokens
+        out[i.modality] = out.get(i.modality, 0) + tokens
+    return out
+
+
+def _usage(media: dict[str, int], prompt_text: int, answer_tokens: int) -> dict[str, Any]:
+    details = [{"modality": m, "tokenCount": n} for m, n in media.items() if n]
+    details.append({"modality": "TEXT", "tokenCount": prompt_text})
+    prompt = sum(media.values()) + prompt_text
     usage: dict[str, Any] = {
-        "promptTokenCount": prompt_image + prompt_text,
-        "totalTokenCount": prompt_image + prompt_text + answer_tokens,
+        "promptTokenCount": prompt,
+        "totalTokenCount": prompt + answer_tokens,
         "promptTokensDetails": details,
     }
     if answer_tokens:
@@ -530,7 +569,7 @@ def _answer_text(req: _GenerateRequest) -> str:
         chars = sum(len(t) for t in req.texts)
         return f"A text-only request of {chars} characters. Scene {digest[:8]}."
     first = req.images[0]
-    text = describe(first.sha256, first.width, first.height, first.label)
+    text = first.description or describe(first.sha256, first.width, first.height, first.label)
     if len(req.images) > 1:
         text += f" Plus {len(req.images) - 1} more image(s)."
     return text
@@ -558,11 +597,12 @@ def _candidate(req: _GenerateRequest, kind: str | None) -> tuple[dict[str, Any],
 def build_response(req: _GenerateRequest, kind: str | None) -> dict[str, Any]:
     """The generateContent answer for ``req``; ``kind`` is a scripted shape or None.
 
-    usageMetadata: promptTokenCount = image tokens (Gemini tile rule, see image_tokens)
+    usageMetadata: promptTokenCount = image tokens (Gemini tile rule, see image_tokens;
+    PDF/audio/video: batch.probe_media)
     + ceil(chars of all text incl. system instruction / 4); candidatesTokenCount =
     ceil(len(answer) / 4); totalTokenCount their sum.
     """
-    img = sum(image_tokens(i.width, i.height) for i in req.images)
+    media = _media_tokens(req.images)
     txt = text_tokens(sum(len(t) for t in req.texts) + len(req.system_instruction))
     out: dict[str, Any] = {}
     if kind == "block":
@@ -571,7 +611,7 @@ def build_response(req: _GenerateRequest, kind: str | None) -> dict[str, Any]:
     else:
         candidate, answer_tokens = _candidate(req, kind)
         out["candidates"] = [candidate]
-    out["usageMetadata"] = _usage(img, txt, answer_tokens)
+    out["usageMetadata"] = _usage(media, txt, answer_tokens)
     out["modelVersion"] = req.model
     out["responseId"] = secrets.token_urlsafe(16)
     return out
@@ -634,7 +674,9 @@ class GeminiEmulator:
 
     Routes: ``POST /{version}/models/{model}:generateContent``, ``:batchEmbedContents``,
     ``:embedContent``; control: ``GET /_emulator/stats[?lists=0]``, ``POST /_emulator/reset``,
-    ``GET|POST /_emulator/config``, ``POST /_emulator/script``.
+    ``GET|POST /_emulator/config``, ``POST /_emulator/script``; the Files and Batch API
+    (uploads, ``:batchGenerateContent``, ``/_emulator/batch``) are in ``self.batch``
+    (batch.BatchApi, see describer/emulator/batch.py).
     """
 
     def __init__(self, settings: EmulatorSettings | None = None) -> None:
@@ -653,6 +695,10 @@ class GeminiEmulator:
             "embedContent": self._embed_one,
         }
         self._embed_behaviour: Behaviour | None = None
+        from describer.emulator.batch import BatchApi  # here: batch.py imports this module
+
+        self.batch: BatchApi = BatchApi(self)  # Files + Batch API state and counters
+        self._handlers["batchGenerateContent"] = self.batch.create
         self.app = self._make_app()
 
     # ----- lifecycle -------------------------------------------------------------------
@@ -730,6 +776,7 @@ class GeminiEmulator:
         Scripts (and their remaining-failure counters) and settings are kept.
         """
         self.stats.reset()
+        self.batch.stats.reset()
         self._window.clear()
 
     def _reseed(self) -> None:
@@ -746,6 +793,7 @@ class GeminiEmulator:
         app.router.add_get("/_emulator/config", self._handle_get_config)
         app.router.add_post("/_emulator/config", self._handle_config)
         app.router.add_post("/_emulator/script", self._handle_script)
+        self.batch.add_routes(app)
         return app
 
     async def _handle_model(self, request: web.Request) -> web.Response:
@@ -798,9 +846,9 @@ class GeminiEmulator:
     async def _generate(self, model: str, body: bytes) -> dict[str, Any]:
         self._admit()
         if len(body) > THREAD_DECODE_BYTES:
-            req = await asyncio.to_thread(parse_generate, model, body)
+            req = await asyncio.to_thread(parse_generate, model, body, self.batch)
         else:
-            req = parse_generate(model, body)
+            req = parse_generate(model, body, self.batch)
         self.stats.image_bytes += sum(i.nbytes for i in req.images)
         self.stats.keep(self.stats.images, self._interner.record(req))
         behaviour = self._scripts.get(req.images[0].sha256) if req.images else None
