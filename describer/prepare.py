@@ -53,15 +53,19 @@ class ImageInfo:
     width: int | None
     height: int | None
     bytes: int
+    pages: int = 0  # PDF pages (``/Type /Page`` objects); 0 for other media
 
-    def to_json(self) -> dict[str, str | int]:
-        """The JSON shape of ``image`` in a record."""
-        return {
+    def to_json(self) -> dict[str, str | int | None]:
+        """The JSON shape of ``image`` in a record (``pages`` only for PDFs)."""
+        shape: dict[str, str | int | None] = {
             "mime_type": self.mime_type,
             "width": self.width,
             "height": self.height,
             "bytes": self.bytes,
         }
+        if self.mime_type == Format.PDF.value:
+            shape["pages"] = self.pages
+        return shape
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,181 @@
+"""Batch API mode, Files API uploads, other media and costs, end to end against the emulator."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import pytest
+from conftest import TEST_KEY, cli, describe_run
+from imaging import jpeg, sha256
+
+from describer.cost import estimate
+from describer.emulator import GeminiEmulator
+
+
+@pytest.fixture
+def batch_env(tmp_path: Path) -> tuple[GeminiEmulator, dict[str, str]]:
+    """An emulator on its own thread and the environment for describe-images processes."""
+    return GeminiEmulator(), {"DESCRIBER_HOME": str(tmp_path / "home")}
+
+
+def _env(emulator: GeminiEmulator, extra: dict[str, str]) -> dict[str, str]:
+    return {"GEMINI_API_KEY": TEST_KEY, "GOOGLE_GEMINI_BASE_URL": emulator.base_url, **extra}
+
+
+def _lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_submit_status_fetch_from_fresh_processes(batch_env, write_files, tmp_path: Path) -> None:
+    emulator, home = batch_env
+    bad = jpeg(seed=2)
+    folder = write_files({"a.jpg": jpeg(seed=0), "b.jpg": jpeg(seed=1), "bad.jpg": bad,
+                          "broken.jpg": b"\xff\xd8\xff truncated"})
+    emulator.script(sha256(bad), "fail:400")
+    out = tmp_path / "out.jsonl"
+    with emulator.in_thread():
+        env = _env(emulator, home)
+        submitted = cli(["batch", "submit", str(folder), "-p", "3 words"], env)
+        assert submitted.returncode == 0, submitted.stderr
+        job = submitted.stdout.strip()
+        assert "3 requests in 1 job(s), 1 failed before submission" in submitted.stderr
+        early = cli(["batch", "fetch", job, "-o", str(out)], env)
+        assert early.returncode == 2 and "add --wait" in early.stderr  # still PENDING
+        status = cli(["batch", "status", job], env)
+        assert "JOB_STATE_RUNNING" in status.stdout
+        fetched = cli(["batch", "fetch", job, "-o", str(out), "--wait", "--poll-interval",
+                       "0.05"], env)
+    assert fetched.returncode == 1, fetched.stderr  # the scripted 400 and the broken file
+    records = {r["source"]: r for r in _lines(out.read_text())}
+    assert set(records) == {str(folder / n) for n in ("a.jpg", "b.jpg", "bad.jpg", "broken.jpg")}
+    assert records[str(folder / "a.jpg")]["description"].startswith("A 320x240 JPEG")
+    assert records[str(folder / "a.jpg")]["usage"]["input_tokens"] > 258
+    assert records[str(folder / "bad.jpg")]["error"]["type"] == "api_error"
+    assert "INVALID_ARGUMENT" in records[str(folder / "bad.jpg")]["error"]["message"]
+    assert records[str(folder / "broken.jpg")]["error"]["type"] == "corrupt_image"
+    assert "Batch API -50%" in fetched.stderr
+    assert emulator.batch.stats.batch_jobs_created == 1
+
+
+def test_large_inputs_split_into_several_jobs(batch_env, write_files, tmp_path: Path) -> None:
+    emulator, home = batch_env
+    folder = write_files({f"{i}.jpg": jpeg(64, 48, seed=i) for i in range(7)})
+    out = tmp_path / "out.jsonl"
+    with emulator.in_thread():
+        env = _env(emulator, home)
+        done = cli(["batch", "submit", str(folder), "--batch-max-requests", "3", "--wait",
+                    "--poll-interval", "0.01", "-o", str(out)], env)
+    assert done.returncode == 0, done.stderr
+    assert "7 requests in 3 job(s)" in done.stderr
+    assert emulator.batch.stats.requests_per_job == [3, 3, 1]
+    assert len({r["source"] for r in _lines(out.read_text())}) == 7
+
+
+def test_cancel(batch_env, write_files) -> None:
+    emulator, home = batch_env
+    folder = write_files({"a.jpg": jpeg()})
+    with emulator.in_thread():
+        env = _env(emulator, home)
+        job = cli(["batch", "submit", str(folder)], env).stdout.strip()
+        cancelled = cli(["batch", "cancel", job], env)
+        listed = cli(["batch", "list"], env)
+        fetched = cli(["batch", "fetch", job], env)
+    assert cancelled.returncode == 0 and "JOB_STATE_CANCELLED" in cancelled.stdout
+    assert job in listed.stdout and emulator.batch.stats.batch_cancels == 1
+    [record] = _lines(fetched.stdout)
+    assert record["error"]["message"].endswith("ended JOB_STATE_CANCELLED")
+
+
+def test_unknown_job_is_a_clear_error(batch_env) -> None:
+    _, home = batch_env
+    done = cli(["batch", "status", "nope"], {"GEMINI_API_KEY": TEST_KEY, **home})
+    assert done.returncode == 2 and "no batch job 'nope'" in done.stderr
+
+
+async def test_media_over_the_inline_limit_goes_by_the_files_api(
+    gemini_env: GeminiEmulator, capsys: pytest.CaptureFixture[str], write_files
+) -> None:
+    big, small = jpeg(800, 600, seed=1), jpeg(64, 48, seed=2)
+    folder = write_files({"big.jpg": big, "small.jpg": small})
+    out = await describe_run(capsys, [str(folder)], inline_limit=len(small) + 1)
+    assert out.code == 0
+    stats = gemini_env.batch.stats
+    assert stats.files_uploaded == 1 and stats.file_bytes_uploaded == len(big)
+    assert stats.file_parts == 1 and stats.files_deleted == 1  # referenced once, then deleted
+    assert not gemini_env.batch.files_live
+    assert {r.sha256 for r in gemini_env.stats.images} == {sha256(big), sha256(small)}
+
+
+def _pdf(pages: int) -> bytes:
+    kids = " ".join(f"{3 + i} 0 R" for i in range(pages))
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>",
+               f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>",
+               *["<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>"] * pages]
+    body = b"%PDF-1.4\n"
+    for number, obj in enumerate(objects, start=1):
+        body += f"{number} 0 obj\n{obj}\nendobj\n".encode()
+    return body + b"trailer\n<< /Root 1 0 R >>\n%%EOF\n"
+
+
+def _wav(seconds: float, rate: int = 8000) -> bytes:
+    samples = b"\x00\x00" * int(rate * seconds)
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    chunks = b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", len(samples))
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks) + len(samples)) + b"WAVE" + chunks + samples
+
+
+async def test_pdf_and_audio_are_described_with_media(
+    gemini_env: GeminiEmulator, capsys: pytest.CaptureFixture[str], write_files
+) -> None:
+    folder = write_files({"doc.pdf": _pdf(3), "talk.wav": _wav(1.0), "photo.jpg": jpeg(),
+                          "clip.txt": b"not media"})
+    images_only = await describe_run(capsys, [str(folder)])
+    assert list(images_only.by_source()) == [str(folder / "photo.jpg")]
+    assert "3 skipped" in images_only.stderr
+    out = await describe_run(capsys, [str(folder)], media=frozenset({"image", "pdf", "audio"}))
+    got = out.by_source()
+    assert out.code == 0 and len(got) == 3
+    pdf = got[str(folder / "doc.pdf")]
+    assert pdf["image"] == {"mime_type": "application/pdf", "width": None, "height": None,
+                            "bytes": len(_pdf(3)), "pages": 3, "original": None}
+    assert got[str(folder / "talk.wav")]["image"]["mime_type"] == "audio/wav"
+    sent = {r.mime_type for r in gemini_env.stats.images}
+    assert {"application/pdf", "audio/wav"} <= sent
+
+
+async def test_a_pdf_given_without_media_pdf_is_an_unsupported_format_record(
+    gemini_env: GeminiEmulator, capsys: pytest.CaptureFixture[str], write_files
+) -> None:
+    folder = write_files({"doc.pdf": _pdf(1)})
+    out = await describe_run(capsys, [str(folder / "doc.pdf")])
+    assert out.records[0]["error"] == {
+        "type": "unsupported_format",
+        "message": "application/pdf is pdf: add pdf to --media to take it",
+    }
+
+
+async def test_summary_shows_token_totals_and_cost(
+    gemini_env: GeminiEmulator, capsys: pytest.CaptureFixture[str], write_files
+) -> None:
+    folder = write_files({f"{i}.jpg": jpeg(seed=i) for i in range(3)})
+    out = await describe_run(capsys, [str(folder)], model="gemini-3.5-flash")
+    tokens_in = sum(r["usage"]["input_tokens"] for r in out.records)
+    tokens_out = sum(r["usage"]["output_tokens"] for r in out.records)
+    expected = (tokens_in * 1.50 + tokens_out * 9.00) / 1e6
+    assert f"tokens {tokens_in:,} in / {tokens_out:,} out" in out.stderr
+    assert f"est. ${expected:.4f} (gemini-3.5-flash at $1.50/$9.00 per 1M)" in out.stderr
+    batch = estimate("gemini-3.5-flash", tokens_in, tokens_out, batch=True)
+    assert batch is not None and math.isclose(batch, expected / 2)
+
+
+async def test_media_resolution_reaches_the_request(
+    gemini_env: GeminiEmulator, capsys: pytest.CaptureFixture[str], write_files
+) -> None:
+    folder = write_files({"a.jpg": jpeg()})
+    await describe_run(capsys, [str(folder)], media_resolution="low")
+    assert gemini_env.stats.images[0].generation_config == {
+        "mediaResolution": "MEDIA_RESOLUTION_LOW"
+    }
