@@ -77,6 +77,7 @@ class JobRecord:
     parts: list[JobPart] = field(default_factory=list)
     submitted: int = 0
     failed_before: int = 0
+    skipped: int = 0  # folder entries that were not of a --media kind
 
     @classmethod
     def new(cls, config: Config) -> JobRecord:
@@ -169,6 +170,7 @@ async def submit(
                                  .to_line())  # fmt: skip
                     record.failed_before += 1
             await writer.finish()
+    record.skipped = reader.stats.skipped
     record.save()
     return record
 
@@ -516,5 +518,5 @@ async def fetch_to(record: JobRecord, config: Config) -> int:
             if fingerprint(result.source) not in output.resume.done:
                 output.write(result)
                 tally.add(result)
-    Progress(False).write(tally.summary(SourceStats()))
+    Progress(False).write(tally.summary(SourceStats(skipped=record.skipped)))
     return 1 if tally.failed else 0
