@@ -2,8 +2,9 @@
 
 Four coroutines joined by queues: a reader (items whose text needs no vector go straight out),
 the :class:`~describer.batcher.Batcher` (``batch_size`` texts or ``timeout`` seconds), the
-embedding calls (a few batches in flight, retried like model calls, under their own rate
-limit) and the consumer of :func:`embed_stream`, which gets every item back exactly once.
+embedding calls (up to ``--concurrency`` batches in flight, retried like model calls, under
+their own rate limit) and the consumer of :func:`embed_stream`, which gets every item back
+exactly once.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from .throttle import Throttle
 
 T = TypeVar("T")
 Vector = list[float]
-#: Embedding batches in flight at once.
-EMBED_CONCURRENCY = 4
 _END = object()
 
 
@@ -45,7 +44,8 @@ class Embedder:
         self.model = config.embed_model
         self._client = client
         self._config = config
-        self._throttle = Throttle(EMBED_CONCURRENCY, config.embed_rpm, None, config.quota_window)
+        self.concurrency = config.concurrency  # embedding calls in flight at once
+        self._throttle = Throttle(config.concurrency, config.embed_rpm, None, config.quota_window)
         self._secrets = secrets(config.api_key)
 
     async def embed(
@@ -144,7 +144,7 @@ async def _embed_batches(
     attach: Callable[[T, EmbedOutcome], T],
     out: asyncio.Queue[object],
 ) -> None:
-    slots = asyncio.Semaphore(EMBED_CONCURRENCY)
+    slots = asyncio.Semaphore(embedder.concurrency)
 
     async def one(batch: list[T]) -> None:
         try:
