@@ -38,6 +38,7 @@ from .records import Result
 from .retries import call_with_retries
 from .runner import bounded_map
 from .sources import Source, SourceReader, SourceStats, fingerprint
+from .throttle import ByteBudget, Lease
 
 #: Gemini's limit for one batch input file (ai.google.dev/gemini-api/docs/batch-mode).
 MAX_FILE_BYTES = 2_000_000_000
@@ -162,9 +163,10 @@ async def submit(
         client = create_client(config, session)
         writer = _RequestWriter(record, client, config, max_file_bytes, max_requests)
         with open(record.path(".errors.jsonl"), "w") as errors, writer:
-            async for source, outcome in _loaded(reader.iter(sources), session, config):
+            async for source, outcome, lease in _loaded(reader.iter(sources), session, config):
                 if isinstance(outcome, Prepared):
                     await writer.add(source, outcome)
+                    await lease.release()
                 else:
                     errors.write(Result(source.ref, config.model, config.prompt, error=outcome)
                                  .to_line())  # fmt: skip
@@ -177,14 +179,19 @@ async def submit(
 
 async def _loaded(
     sources: Iterator[Source], session: aiohttp.ClientSession, config: Config
-) -> AsyncIterator[tuple[Source, Prepared | ItemError]]:
+) -> AsyncIterator[tuple[Source, Prepared | ItemError, Lease]]:
+    """Each source loaded (or its error), with its lease on the byte budget: the caller
+    releases it once the bytes are written out."""
     hidden = secrets(config.api_key)
+    budget = ByteBudget(config.memory_budget)
 
-    async def one(source: Source) -> tuple[Source, Prepared | ItemError]:
+    async def one(source: Source) -> tuple[Source, Prepared | ItemError, Lease]:
+        lease = budget.lease()
         try:
-            return source, await load(source, session, config)
+            return source, await load(source, session, config, lease), lease
         except ItemFailure as failure:
-            return source, redact(failure.error, hidden)
+            await lease.release()
+            return source, redact(failure.error, hidden), lease
 
     async for item in bounded_map(sources, one, config.window):
         yield item

@@ -20,6 +20,10 @@ DEFAULT_EMBED_MODEL = "gemini-embedding-001"
 #: Largest download accepted, in bytes (``--max-bytes``). Generous for 12 MP+ photographs,
 #: small enough that an endless body is cut off quickly.
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+#: Media bytes held in flight at once (``--memory-budget``). google-genai holds about three
+#: times an image's size while sending it, so 32 MiB keeps a run of 12 MP photos near 200 MB
+#: of RSS (scripts/benchmark.py).
+DEFAULT_MEMORY_BUDGET = 32 * 1024 * 1024
 #: Gemini's limit for a whole request with inline data is 20 MB
 #: (ai.google.dev/gemini-api/docs/image-understanding); larger media go by the Files API.
 INLINE_LIMIT_BYTES = 20 * 1024 * 1024
@@ -54,6 +58,7 @@ class Config:
     media: frozenset[str] = frozenset({"image"})  # --media kinds taken: image, pdf, audio, video
     media_resolution: str | None = None  # low, medium, high: Gemini's media_resolution
     inline_limit: int = INLINE_LIMIT_BYTES  # larger media are sent with the Files API
+    memory_budget: int | None = DEFAULT_MEMORY_BUDGET  # media bytes in flight; 0/None: no limit
     rpm: int | None = None  # requests per minute allowed by the quota
     tpm: int | None = None  # input tokens per minute allowed by the quota
     quota_window: float = 60.0  # seconds over which --rpm/--tpm are counted (Gemini: a minute)
@@ -82,6 +87,8 @@ class Config:
             (self.media_resolution in (None, *MEDIA_RESOLUTIONS),
              "--media-resolution is low, medium or high"),
             (self.inline_limit >= 1, "--inline-limit must be at least 1"),
+            (self.memory_budget is None or self.memory_budget >= 0,
+             "--memory-budget must be 0 (no limit) or more"),
             (self.download_timeout > 0, "--download-timeout must be positive"),
             (self.request_timeout > 0, "--request-timeout must be positive"),
             (self.max_redirects >= 0, "--max-redirects must be 0 or more"),

@@ -15,13 +15,17 @@ from .config import Config
 from .errors import ErrorType, ItemFailure
 from .retries import retry_after_header
 from .sources import Kind, Source
+from .throttle import Lease
 
 _CHUNK = 1 << 16
 USER_AGENT = "describer/0.1 (+https://pypi.org/project/describer/)"
 
 
-async def fetch(source: Source, session: aiohttp.ClientSession, config: Config) -> bytes:
-    """The bytes of ``source``: at most ``config.max_bytes`` of them.
+async def fetch(
+    source: Source, session: aiohttp.ClientSession, config: Config, lease: Lease | None = None
+) -> bytes:
+    """The bytes of ``source``: at most ``config.max_bytes`` of them. With a ``lease``, the
+    body's size is reserved in the run's byte budget before it is read.
 
     Raises :class:`ItemFailure` with ``invalid_source``, ``http_error``, ``download_error``,
     ``timeout`` or ``too_large``.
@@ -29,8 +33,17 @@ async def fetch(source: Source, session: aiohttp.ClientSession, config: Config) 
     if source.kind is Kind.INVALID:
         raise ItemFailure(ErrorType.INVALID_SOURCE, source.problem or "invalid source")
     if source.kind is Kind.PATH:
+        if lease is not None:
+            await lease.reserve(_size_of(source.location))
         return await asyncio.to_thread(read_file, source.location, config.max_bytes)
-    return await download(source.location, session, config)
+    return await download(source.location, session, config, lease)
+
+
+def _size_of(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0  # read_file reports the problem
 
 
 def read_file(path: str, max_bytes: int) -> bytes:
@@ -48,7 +61,9 @@ def read_file(path: str, max_bytes: int) -> bytes:
     return data
 
 
-async def download(url: str, session: aiohttp.ClientSession, config: Config) -> bytes:
+async def download(
+    url: str, session: aiohttp.ClientSession, config: Config, lease: Lease | None = None
+) -> bytes:
     """GET ``url`` following at most ``config.max_redirects`` redirects; the body's bytes."""
     timeout = aiohttp.ClientTimeout(total=config.download_timeout)
     try:
@@ -59,7 +74,7 @@ async def download(url: str, session: aiohttp.ClientSession, config: Config) -> 
             headers={"User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.5"},
         ) as response:
             _check_status(response)
-            return await _read_capped(response, config.max_bytes)
+            return await _read_capped(response, config.max_bytes, lease)
     except aiohttp.TooManyRedirects:
         message = f"too many redirects (more than {config.max_redirects}); a redirect loop?"
         raise ItemFailure(ErrorType.DOWNLOAD_ERROR, message) from None
@@ -84,10 +99,14 @@ def _check_status(response: aiohttp.ClientResponse) -> None:
         )
 
 
-async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+async def _read_capped(
+    response: aiohttp.ClientResponse, max_bytes: int, lease: Lease | None
+) -> bytes:
     declared = response.content_length
     if declared is not None and declared > max_bytes:
         raise _too_large(declared, max_bytes)
+    if lease is not None:
+        await lease.reserve(declared if declared is not None else _CHUNK)
     chunks: list[bytes] = []
     total = 0
     async for chunk in response.content.iter_chunked(_CHUNK):
@@ -97,6 +116,8 @@ async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> byte
                 ErrorType.TOO_LARGE, f"body exceeds --max-bytes ({max_bytes:,} bytes); stopped"
             )
         chunks.append(chunk)
+        if lease is not None:
+            lease.grow(total)
     return b"".join(chunks)
 
 

@@ -34,7 +34,7 @@ from .records import Result
 from .retries import call_with_retries, retrying
 from .runner import bounded_map
 from .sources import Source, SourceReader
-from .throttle import Throttle, estimate_tokens
+from .throttle import ByteBudget, Lease, Throttle, estimate_tokens
 
 log = logging.getLogger("describer")
 
@@ -91,13 +91,16 @@ def open_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, trust_env=True)
 
 
-async def load(source: Source, session: aiohttp.ClientSession, config: Config) -> Prepared:
-    """Fetch (retrying transient failures) and prepare one source: the bytes to send.
+async def load(
+    source: Source, session: aiohttp.ClientSession, config: Config, lease: Lease | None = None
+) -> Prepared:
+    """Fetch (retrying transient failures) and prepare one source: the bytes to send, their
+    size held in ``lease`` until the caller releases it.
 
     Raises :class:`ItemFailure` with the fetch and prepare stages' error types.
     """
     data = await call_with_retries(
-        lambda: fetch(source, session, config), config.max_attempts, config.retry_wait
+        lambda: fetch(source, session, config, lease), config.max_attempts, config.retry_wait
     )
     return await asyncio.to_thread(prepare, data, config.max_side, config.media)
 
@@ -110,11 +113,10 @@ class Pipeline:
         self._session = session
         self._client = client
         self._settings = generation_config(config)
-        self._throttle = Throttle(
-            config.concurrency, config.rpm, config.tpm, config.quota_window
-        )
+        self._throttle = Throttle(config.concurrency, config.rpm, config.tpm, config.quota_window)
         self._text = config.prompt + (config.system_instruction or "")
         self._secrets = secrets(config.api_key)
+        self._budget = ByteBudget(config.memory_budget)
 
     def run(
         self, sources: Iterator[Source], stop: asyncio.Event | None = None
@@ -126,8 +128,9 @@ class Pipeline:
     async def _process(self, source: Source) -> Result:
         config = self._config
         prepared: Prepared | None = None
+        lease = self._budget.lease()
         try:
-            prepared = await load(source, self._session, config)
+            prepared = await load(source, self._session, config, lease)
             answer, attempts = await self._describe(prepared)
             return Result.described(
                 source.ref, config.model, config.prompt, prepared, answer, attempts
@@ -139,6 +142,8 @@ class Pipeline:
             log.exception("internal error on %s", source.ref)
             error = ItemError(ErrorType.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
             return _failed(source, config, redact(error, self._secrets), prepared)
+        finally:
+            await lease.release()
 
     async def _describe(self, prepared: Prepared) -> tuple[Answer, int]:
         """The model's answer and the number of calls it took, under the run's throttle."""

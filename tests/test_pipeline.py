@@ -203,3 +203,18 @@ async def test_api_errors_become_records(
     error = out.by_source()[images.url("/bad.jpg")]["error"]
     assert error["type"] == "api_error" and error["message"].startswith("400 INVALID_ARGUMENT")
     assert out.by_source()[images.url("/good.jpg")]["error"] is None
+
+
+async def test_memory_budget_bounds_the_bytes_in_flight_not_just_the_items(
+    gemini_env: GeminiEmulator, images: ImageServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gemini_env.configure(latency=(0.2, 0.2))
+    base = jpeg(900, 700)
+    for i in range(6):
+        images.add(f"/big{i}.jpg", base + bytes([i]))  # same size, distinct bytes
+    images.add("/huge.jpg", jpeg(1600, 1200, seed=9))  # larger than the whole budget
+    budget = 2 * (len(base) + 1) + 1  # room for two at a time
+    sources = [images.url(f"/big{i}.jpg") for i in range(6)] + [images.url("/huge.jpg")]
+    out = await describe_run(capsys, sources, concurrency=8, memory_budget=budget)
+    assert out.code == 0 and len(out.records) == 7  # nothing waits for ever
+    assert gemini_env.stats.max_in_flight == 2
