@@ -29,10 +29,10 @@ from google import genai
 from google.genai import types
 
 from .config import MEDIA_RESOLUTIONS, Config
-from .describe import Answer, check_credentials, create_client, gemini_errors, interpret, upload
+from .describe import Answer, gemini_errors, interpret, upload
 from .errors import ConfigError, ErrorType, ItemError, ItemFailure, redact, secrets
 from .output import Progress, Tally, open_output
-from .pipeline import load, open_session
+from .pipeline import connect, load
 from .prepare import ImageInfo, Prepared
 from .records import Result
 from .retries import call_with_retries
@@ -155,12 +155,10 @@ async def submit(
 
     Raises :class:`ConfigError` for whole-run problems (no credentials, upload refused).
     """
-    check_credentials(config)
     record = JobRecord.new(config)
     jobs_dir().mkdir(parents=True, exist_ok=True)
     reader = SourceReader(config.follow_symlinks, media=config.media)
-    async with open_session() as session:
-        client = create_client(config, session)
+    async with connect(config) as (session, client):
         writer = _RequestWriter(record, client, config, max_file_bytes, max_requests)
         with open(record.path(".errors.jsonl"), "w") as errors, writer:
             async for source, outcome, lease in _loaded(reader.iter(sources), session, config):
@@ -334,9 +332,7 @@ def request_body(media: dict[str, Any], config: Config) -> dict[str, Any]:
 
 async def refresh(record: JobRecord, config: Config) -> JobRecord:
     """Ask Gemini for the state of every unfinished part; save and return the record."""
-    check_credentials(config)
-    async with open_session() as session:
-        client = create_client(config, session)
+    async with connect(config) as (_, client):
         for part in record.parts:
             if part.state not in FINAL_STATES:
                 job = await _get_job(client, config, part.name)
@@ -348,9 +344,7 @@ async def refresh(record: JobRecord, config: Config) -> JobRecord:
 
 async def cancel(record: JobRecord, config: Config) -> JobRecord:
     """Cancel every unfinished part; the refreshed record."""
-    check_credentials(config)
-    async with open_session() as session:
-        client = create_client(config, session)
+    async with connect(config) as (_, client):
         for part in record.parts:
             if part.state not in FINAL_STATES:
                 with gemini_errors("cancelling the batch job timed out"):
@@ -378,9 +372,7 @@ async def fetch(record: JobRecord, config: Config) -> AsyncIterator[Result]:
     """One record per source of the submission: the answers of finished parts, per-key
     errors, the items that failed before submission, and errors for parts that did not
     succeed. Deletes the media uploaded for the submission once read."""
-    check_credentials(config)
-    async with open_session() as session:
-        client = create_client(config, session)
+    async with connect(config) as (_, client):
         answers: dict[str, dict[str, Any]] = {}
         part_errors: dict[str, str] = {}
         for index, part in enumerate(record.parts):

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
-from .describe import check_credentials, create_client
+from .describe import check_credentials
 from .embed import Embedder, EmbedOutcome, embed_stream
 from .errors import ConfigError
-from .pipeline import open_session
+from .pipeline import connect
 
 
 @dataclass
@@ -73,8 +73,8 @@ async def embed_file(path: Path, config: Config, stop: asyncio.Event | None = No
 
 
 async def _enrich(lines: AsyncIterator[Line], config: Config) -> AsyncIterator[Line]:
-    async with open_session() as session:
-        embedder = Embedder(create_client(config, session), config)
+    async with connect(config) as (_, client):
+        embedder = Embedder(client, config)
 
         def attach(line: Line, outcome: EmbedOutcome) -> Line:
             assert line.record is not None

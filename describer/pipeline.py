@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import aiohttp
@@ -52,10 +53,8 @@ async def describe(
     Setting ``stop`` stops taking new sources; items already started still yield their
     results. Raises :class:`describer.ConfigError` when no credentials are configured.
     """
-    check_credentials(config)
     reader = reader or SourceReader(config.follow_symlinks, media=config.media)
-    async with open_session() as session:
-        client = create_client(config, session)
+    async with connect(config) as (session, client):
         results = Pipeline(config, session, client).run(reader.iter(sources), stop)
         if config.embed:
             results = embed_results(results, Embedder(client, config), config)
@@ -80,6 +79,17 @@ def embed_results(
         marked(), embedder, lambda r: r.description if r.ok else None, attach,
         config.embed_batch_size, config.embed_timeout,
     )  # fmt: skip
+
+
+@asynccontextmanager
+async def connect(config: Config) -> AsyncIterator[tuple[aiohttp.ClientSession, genai.Client]]:
+    """The run's one HTTP session and a google-genai client sending over it.
+
+    Raises :class:`describer.ConfigError` when no credentials are configured.
+    """
+    check_credentials(config)
+    async with open_session() as session:
+        yield session, create_client(config, session)
 
 
 def open_session() -> aiohttp.ClientSession:

@@ -17,10 +17,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from .config import Config
-from .describe import check_credentials, create_client
 from .embed import Embedder
 from .errors import ConfigError, ItemFailure
-from .pipeline import open_session
+from .pipeline import connect
 
 
 class VectorIndex(Protocol):
@@ -127,9 +126,8 @@ async def search(corpus: Corpus, query: str, k: int, config: Config) -> list[Hit
 
     Raises :class:`ConfigError` when there are no credentials or the query cannot be embedded.
     """
-    check_credentials(config)
-    async with open_session() as session:
-        embedder = Embedder(create_client(config, session), _with_model(config, corpus.model))
+    async with connect(config) as (_, client):
+        embedder = Embedder(client, _with_model(config, corpus.model))
         try:
             [vector] = await embedder.embed([query], "RETRIEVAL_QUERY", dim=corpus.dim)
         except ItemFailure as failure:
