@@ -181,7 +181,7 @@ async def _loaded(
     """Each source loaded (or its error), with its lease on the byte budget: the caller
     releases it once the bytes are written out."""
     hidden = secrets(config.api_key)
-    budget = ByteBudget(config.memory_budget)
+    budget = ByteBudget(config.byte_budget)
 
     async def one(source: Source) -> tuple[Source, Prepared | ItemError, Lease]:
         lease = budget.lease()

@@ -24,7 +24,6 @@ import click
 from .config import (
     DEFAULT_EMBED_MODEL,
     DEFAULT_MAX_BYTES,
-    DEFAULT_MEMORY_BUDGET,
     DEFAULT_MODEL,
     DEFAULT_PROMPT,
     INLINE_LIMIT_BYTES,
@@ -122,9 +121,9 @@ input_options = _options(
                  help="Largest download or file accepted (e.g. 50MB)."),
     click.option("--inline-limit", type=ByteSize(), default=INLINE_LIMIT_BYTES, show_default=True,
                  help="Media larger than this go by the Files API (uploaded, then deleted)."),
-    click.option("--memory-budget", type=ByteSize(), default=DEFAULT_MEMORY_BUDGET,
-                 show_default=True,
-                 help="Media bytes held in flight; bigger images wait their turn (0: no limit)."),
+    click.option("--memory-budget", type=ByteSize(),
+                 help="Media bytes held in flight; bigger images wait their turn; 0: no limit "
+                      "[default: 1.75 MiB per --concurrency slot, 28 MiB at 16]."),
     click.option("--download-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
                  show_default=True, help="Seconds allowed for one download."),
     click.option("--max-redirects", type=click.IntRange(min=0), default=5, show_default=True),

@@ -20,11 +20,12 @@ DEFAULT_EMBED_MODEL = "gemini-embedding-001"
 #: Largest download accepted, in bytes (``--max-bytes``). Generous for 12 MP+ photographs,
 #: small enough that an endless body is cut off quickly.
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
-#: Media bytes held in flight at once (``--memory-budget``). google-genai holds about 3.7
-#: times an image's size while sending it (the bytes, their base64, the JSON body). Measured
-#: on 100 URLs a third of them 3.7 MB 12 MP JPEGs, -c 16, latency 0.5-1.5 s: 24 MiB 224-231
-#: MB peak RSS but 9.1-9.4 s; 28 MiB 232-239 MB, 8.3 s; 32 MiB 240-245 MB, 8.4-8.6 s.
-DEFAULT_MEMORY_BUDGET = 28 * 1024 * 1024
+#: Media bytes held in flight per ``--concurrency`` slot when ``--memory-budget`` is not given.
+#: google-genai holds about 3.7 times an image's size while sending it (the bytes, their
+#: base64, the JSON body). Measured on 100 URLs, a third of them 3.7 MB 12 MP JPEGs, latency
+#: 0.5-1.5 s: at -c 16, 24 MiB gave 224-231 MB peak RSS but 9.1-9.4 s; 28 MiB 232-239 MB,
+#: 8.3 s; 32 MiB 240-245 MB, 8.4-8.6 s. At -c 32, 56 MiB gave 5.8-6.0 s (357-363 MB).
+BUDGET_PER_SLOT = 28 * 1024 * 1024 // 16
 #: Gemini's limit for a whole request with inline data is 20 MB
 #: (ai.google.dev/gemini-api/docs/image-understanding); larger media go by the Files API.
 INLINE_LIMIT_BYTES = 20 * 1024 * 1024
@@ -59,7 +60,7 @@ class Config:
     media: frozenset[str] = frozenset({"image"})  # --media kinds taken: image, pdf, audio, video
     media_resolution: str | None = None  # low, medium, high: Gemini's media_resolution
     inline_limit: int = INLINE_LIMIT_BYTES  # larger media are sent with the Files API
-    memory_budget: int | None = DEFAULT_MEMORY_BUDGET  # media bytes in flight; 0/None: no limit
+    memory_budget: int | None = None  # media bytes in flight; None: per slot; 0: no limit
     rpm: int | None = None  # requests per minute allowed by the quota
     tpm: int | None = None  # input tokens per minute allowed by the quota
     quota_window: float = 60.0  # seconds over which --rpm/--tpm are counted (Gemini: a minute)
@@ -112,6 +113,14 @@ class Config:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    @property
+    def byte_budget(self) -> int | None:
+        """Media bytes allowed in flight: ``memory_budget``, else ``BUDGET_PER_SLOT`` per
+        concurrency slot (28 MiB at 16); None (no limit) when ``memory_budget`` is 0."""
+        if self.memory_budget == 0:
+            return None
+        return self.memory_budget or self.concurrency * BUDGET_PER_SLOT
 
     @property
     def window(self) -> int:

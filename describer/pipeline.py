@@ -135,7 +135,7 @@ class Pipeline:
         self._throttle = Throttle(config.concurrency, config.rpm, config.tpm, config.quota_window)
         self._text = config.prompt + (config.system_instruction or "")
         self._secrets = secrets(config.api_key)
-        self._budget = ByteBudget(config.memory_budget)
+        self._budget = ByteBudget(config.byte_budget)
 
     def run(
         self, sources: Iterator[Source], stop: asyncio.Event | None = None
