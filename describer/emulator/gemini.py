@@ -37,11 +37,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import pillow_heif
 from aiohttp import web
 from PIL import Image
+
+from ._server import LoopbackServer
 
 if TYPE_CHECKING:
     from describer.emulator.batch import BatchApi
@@ -665,7 +667,7 @@ class _Interner:
         )
 
 
-class GeminiEmulator:
+class GeminiEmulator(LoopbackServer):
     """An aiohttp app emulating the Gemini REST API on 127.0.0.1 (see module docstring).
 
     Use ``async with GeminiEmulator(EmulatorSettings(...)) as emu:`` and point the client at
@@ -679,15 +681,15 @@ class GeminiEmulator:
     (batch.BatchApi, see describer/emulator/batch.py).
     """
 
+    site_options: ClassVar[dict[str, Any]] = {"backlog": 4096}
+
     def __init__(self, settings: EmulatorSettings | None = None) -> None:
+        super().__init__()
         self.settings = settings or EmulatorSettings()
         self.stats = EmulatorStats()
-        self.base_url = ""
-        self.port = 0
         self._scripts: dict[str, Behaviour] = {}
         self._window: deque[float] = deque()
         self._interner = _Interner()
-        self._runner: web.AppRunner | None = None
         self._reseed()
         self._handlers: dict[str, Callable[[str, bytes], Awaitable[dict[str, Any]]]] = {
             "generateContent": self._generate,
@@ -702,29 +704,6 @@ class GeminiEmulator:
         self.app = self._make_app()
 
     # ----- lifecycle -------------------------------------------------------------------
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen on ``host:port`` (0 = a free port); return and set ``base_url``."""
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port, backlog=4096).start()
-        self.port = int(self._runner.addresses[0][1])
-        shown = f"[{host}]" if ":" in host else host
-        self.base_url = f"http://{shown}:{self.port}"
-        return self.base_url
-
-    async def stop(self) -> None:
-        """Stop listening; requests still running after about 0.5-1 s are cancelled."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> GeminiEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
     @contextmanager
     def in_thread(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
         """Run the emulator on its own event loop in a daemon thread; yields ``base_url``."""

@@ -13,8 +13,11 @@ import os
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any, ClassVar
 
 from aiohttp import web
+
+from ._server import LoopbackServer
 
 SHUTDOWN_TIMEOUT_S = 0.25  # seconds; stop() waits at most twice this for busy handlers.
 ENDLESS_CHUNK_BYTES = 64 * 1024  # size of each chunk an endless route writes.
@@ -39,7 +42,7 @@ def content_type_for(path: Path | str) -> str:
     return guessed or "application/octet-stream"
 
 
-class ImageServer:
+class ImageServer(LoopbackServer):
     """Static and scripted HTTP routes on 127.0.0.1, for download tests.
 
     ``async with ImageServer(root) as srv:`` then ``srv.url("a.jpg")`` (a file under root,
@@ -48,38 +51,17 @@ class ImageServer:
     Only GET and HEAD are served; unknown paths answer 404.
     """
 
+    runner_options: ClassVar[dict[str, Any]] = {
+        "shutdown_timeout": SHUTDOWN_TIMEOUT_S, "handler_cancellation": True,
+    }
+
     def __init__(self, root: Path | None = None) -> None:
+        super().__init__()
         self.root = root.resolve() if root is not None else None
         self.hits: Counter[str] = Counter()
-        self.base_url = ""
         self._routes: dict[str, Handler] = {}
-        self._runner: web.AppRunner | None = None
         self.app = web.Application()
         self.app.router.add_get("/{tail:.*}", self._handle)
-
-    async def start(self) -> str:
-        """Listen on a free port of 127.0.0.1; return and set ``base_url``."""
-        self._runner = web.AppRunner(
-            self.app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-            handler_cancellation=True,
-        )
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        return self.base_url
-
-    async def stop(self) -> None:
-        """Stop listening; hanging or streaming handlers are cancelled after 0.5 s."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> ImageServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     def url(self, name: str) -> str:
         """Full URL: "/path" for an added route, "name" for a file under root (/files/name)."""
