@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import heapq
 import json
 import os
@@ -92,6 +93,7 @@ TARGET_RSS_MB = 250.0
 TARGET_CPU_MS_PER_IMAGE = 3.0
 
 SERVICE_START_TIMEOUT_S = 60.0
+LOCK_WAIT_S = 3600.0  # longest wait for another benchmark run to finish
 STARTUP_RUNS = 3
 _MiB = 1024 * 1024
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy", "ws_proxy", "wss_proxy")
@@ -625,6 +627,46 @@ def main(argv: list[str] | None = None) -> int:
         serve_files(args.serve, args.port)
         return 0
     OUT.mkdir(exist_ok=True)
+    with exclusive_run(OUT / ".benchmark.lock"):
+        return run_all(args)
+
+
+@contextlib.contextmanager
+def exclusive_run(lock_path: Path, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Hold an exclusive lock for the whole benchmark, waiting up to ``wait_s`` for it.
+
+    Two runs at once would overwrite each other's files in bench-out/ and compete for the
+    CPU they measure; the second one waits for the first.
+    """
+    with lock_path.open("a+", encoding="utf-8") as fh:
+        deadline = time.monotonic() + wait_s
+        announced = False
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"another benchmark run still holds {lock_path}") from None
+                if not announced:
+                    fh.seek(0)
+                    holder = fh.read().strip() or "unknown pid"
+                    print(f"waiting for another benchmark run ({holder}) to finish ...",
+                          flush=True)
+                    announced = True
+                time.sleep(1.0)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def run_all(args: argparse.Namespace) -> int:
+    """Start the servers, run what ``args`` asks for, report; the exit status."""
     names = make_image_set(force=args.regenerate)
     services: list[Service] = []
     checks: list[bool] = []
