@@ -110,8 +110,8 @@ class Throttle:
         self.slots = AdaptiveLimit(concurrency)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         seconds = window + max(window / 60, MIN_MARGIN_S)
-        self._rpm = _PerWindow(rpm, seconds) if rpm else None
-        self._tpm = _PerWindow(max(1, tpm // TOKEN_UNIT), seconds) if tpm else None
+        self._rpm = _PerWindow("rpm", rpm, seconds) if rpm else None
+        self._tpm = _PerWindow("tpm", max(1, tpm // TOKEN_UNIT), seconds) if tpm else None
 
     @asynccontextmanager
     async def permit(self, estimated_tokens: int) -> AsyncIterator[Permit]:
@@ -155,22 +155,24 @@ class Throttle:
         """Wait until ``cost`` more fits in ``item``'s moving window."""
         if item is None:
             return
-        while not await self._limiter.hit(item, cost=cost):
-            stats = await self._limiter.get_window_stats(item)
+        while not await self._limiter.hit(item, item.name, cost=cost):
+            stats = await self._limiter.get_window_stats(item, item.name)
             await asyncio.sleep(max(0.01, stats.reset_time - time.time()))
 
 
 class _PerWindow(RateLimitItemPerSecond):
-    """``amount`` per ``seconds`` (fractional), for the ``limits`` moving window.
+    """``amount`` per ``seconds`` (fractional), for the ``limits`` moving window; ``name``
+    keeps each window's entries apart in the shared storage (which keys by amount alone).
 
     Inherits ``GRANULARITY`` rather than declaring it, so ``limits``' registry of
     granularities is left alone.
     """
 
-    __slots__ = ("_seconds",)
+    __slots__ = ("_seconds", "name")
 
-    def __init__(self, amount: int, seconds: float) -> None:
+    def __init__(self, name: str, amount: int, seconds: float) -> None:
         super().__init__(amount, 1)
+        self.name = name
         self._seconds = seconds
 
     def get_expiry(self) -> int:
