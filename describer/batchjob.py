@@ -371,12 +371,13 @@ def _state(job: types.BatchJob) -> str:
 async def fetch(record: JobRecord, config: Config) -> AsyncIterator[Result]:
     """One record per source of the submission: the answers of finished parts, per-key
     errors, the items that failed before submission, and errors for parts that did not
-    succeed. Deletes the media uploaded for the submission once read."""
+    succeed. ``record`` must be final as of its last :func:`refresh` (its parts' states and
+    result files are read from it). Deletes the media uploaded for the submission once read."""
     async with connect(config) as (_, client):
         answers: dict[str, dict[str, Any]] = {}
         part_errors: dict[str, str] = {}
         for index, part in enumerate(record.parts):
-            await _collect(client, config, part, index, answers, part_errors)
+            await _collect(client, part, index, answers, part_errors)
         for result in _results(record, answers, part_errors):
             yield result
         await _delete_uploads(client, record)
@@ -386,18 +387,14 @@ async def fetch(record: JobRecord, config: Config) -> AsyncIterator[Result]:
 
 async def _collect(
     client: genai.Client,
-    config: Config,
     part: JobPart,
     index: int,
     answers: dict[str, dict[str, Any]],
     part_errors: dict[str, str],
 ) -> None:
-    job = await _get_job(client, config, part.name)
-    part.state = _state(job)
-    result_file = job.dest.file_name if job.dest else None
-    if result_file:
+    if part.result_file:
         with gemini_errors("downloading the batch results timed out"):
-            data = await client.aio.files.download(file=result_file)
+            data = await client.aio.files.download(file=part.result_file)
         for raw in data.splitlines():
             if raw.strip():
                 line = json.loads(raw)

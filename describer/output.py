@@ -26,12 +26,11 @@ class Resume:
     """What an earlier run left in ``-o FILE``.
 
     ``done``: fingerprints of sources with a successful record (skipped this time);
-    ``records``: whole records kept; ``torn``: a torn last line (a killed run) was dropped;
+    ``torn``: a torn last line (a killed run) was dropped;
     ``other_settings``: some kept records were made with another model or prompt.
     """
 
     done: set[bytes] = field(default_factory=set)
-    records: int = 0
     torn: bool = False
     other_settings: bool = False
 
@@ -113,7 +112,6 @@ def _parse(line: bytes, path: Path, number: int) -> dict[str, object]:
 
 
 def _remember(resume: Resume, record: dict[str, object], model: str, prompt: str) -> None:
-    resume.records += 1
     if record.get("error") is None:
         resume.done.add(fingerprint(str(record["source"])))
         if (model and record.get("model") != model) or (prompt and record.get("prompt") != prompt):

@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import IO, TypeVar
 
@@ -54,16 +54,9 @@ class SourceStats:
     """Counts kept while reading sources, for the run summary."""
 
     skipped: int = 0  # folder entries that are not of a --media kind
-    skipped_examples: list[str] = field(default_factory=list)
     symlinks_skipped: int = 0  # symlinks leaving a folder, without --follow-symlinks
     duplicates: int = 0
     already_done: int = 0  # described by an earlier run into the same -o FILE
-
-    def skip(self, path: str) -> None:
-        """Count one folder entry that is not of a taken kind."""
-        self.skipped += 1
-        if len(self.skipped_examples) < 3:
-            self.skipped_examples.append(path)
 
 
 def fingerprint(text: str) -> bytes:
@@ -176,11 +169,11 @@ class SourceReader:
         for path in self._walk_dir(root, real_root, visited):
             with open(path, "rb") as fh:
                 head = fh.read(SNIFF_BYTES)
-            shown = os.path.join(shown_root, os.path.relpath(path, root))
             if sniff(head) in self._taken:
+                shown = os.path.join(shown_root, os.path.relpath(path, root))
                 yield Source(shown, Kind.PATH, os.path.abspath(path))
             else:
-                self.stats.skip(shown)
+                self.stats.skipped += 1
 
     def _walk_dir(self, folder: str, real_root: str, visited: set[str]) -> Iterator[str]:
         try:
