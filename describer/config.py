@@ -123,7 +123,8 @@ class Config:
         return self.memory_budget or self.concurrency * BUDGET_PER_SLOT
 
     @property
-    def window(self) -> int:
-        """Items allowed in flight from download start to describe end."""
+    def in_flight(self) -> int:
+        """Items allowed in flight from download start until their record is taken:
+        ``concurrency`` plus ``prefetch`` (default ``concurrency // 2``)."""
         ahead = self.concurrency // 2 if self.prefetch is None else self.prefetch
         return self.concurrency + max(ahead, 0)

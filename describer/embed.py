@@ -1,32 +1,29 @@
-"""Embed stage: descriptions → vectors with ``client.aio.models.embed_content``, batched.
+"""Embed stage: descriptions → vectors with ``embed_content``, batched by size and time.
 
-Four coroutines joined by queues: a reader (items whose text needs no vector go straight out),
-the :class:`~describer.batcher.Batcher` (``batch_size`` texts or ``timeout`` seconds), the
-embedding calls (up to ``--concurrency`` batches in flight, retried like model calls, under
-their own rate limit) and the consumer of :func:`embed_stream`, which gets every item back
-exactly once.
+Four coroutines joined by channels: a reader (items whose text needs no vector go straight
+out), the :class:`~describer._streams.Batcher` (``batch_size`` texts or ``timeout`` seconds),
+the embedding calls (up to ``--concurrency`` batches in flight, retried like model calls,
+under their own rate limit) and the consumer of :func:`embed_stream`, which gets every item
+back exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from google import genai
-from google.genai import types
-
-from .batcher import Batcher
+from . import gemini
+from ._streams import Batcher, Channel
 from .config import Config
-from .describe import gemini_errors
-from .errors import ErrorType, ItemError, ItemFailure, redact, secrets
+from .errors import ItemFailure, redact
+from .limits import Throttle
+from .model import ItemError, Result
 from .retries import retrying
-from .throttle import Throttle
 
 T = TypeVar("T")
 Vector = list[float]
-_END = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +37,12 @@ class EmbedOutcome:
 class Embedder:
     """Calls ``embed_content`` for lists of texts, with the run's retry policy and limits."""
 
-    def __init__(self, client: genai.Client, config: Config) -> None:
+    def __init__(self, connection: gemini.Connection, config: Config) -> None:
         self.model = config.embed_model
-        self._client = client
-        self._config = config
         self.concurrency = config.concurrency  # embedding calls in flight at once
+        self._connection = connection
+        self._config = config
         self._throttle = Throttle(config.concurrency, config.embed_rpm, None, config.quota_window)
-        self._secrets = secrets(config.api_key)
 
     async def embed(
         self, texts: list[str], task_type: str = "RETRIEVAL_DOCUMENT", dim: int | None = None
@@ -54,33 +50,43 @@ class Embedder:
         """One vector per text, in order (``dim`` floats, default ``config.embed_dim`` or the
         model's). At most 100 texts (Gemini's batchEmbedContents limit). Raises
         :class:`ItemFailure` once retries are spent."""
-        settings = types.EmbedContentConfig(
-            task_type=task_type, output_dimensionality=dim or self._config.embed_dim
-        )
-        async for attempt in retrying(self._config.max_attempts, self._config.retry_wait):
+        config = self._config
+        async for attempt in retrying(config.max_attempts, config.retry_wait):
             with attempt:
                 async with self._throttle.permit(0):
-                    return await self._call(texts, settings)
+                    return await gemini.embed(
+                        self._connection.client, self.model, texts, task_type,
+                        dim or config.embed_dim,
+                    )  # fmt: skip
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
-    async def _call(self, texts: list[str], settings: types.EmbedContentConfig) -> list[Vector]:
-        with gemini_errors("the embedding call timed out"):
-            response = await self._client.aio.models.embed_content(
-                model=self.model, contents=texts, config=settings
-            )
-        vectors = [list(e.values or []) for e in response.embeddings or []]
-        if len(vectors) != len(texts) or not all(vectors):
-            raise ItemFailure(ErrorType.API_ERROR, f"{len(vectors)} vectors for {len(texts)} texts")
-        return vectors
-
     async def outcomes(self, texts: list[str]) -> list[EmbedOutcome]:
-        """Like :meth:`embed`, but a failed batch gives each text the error instead."""
+        """Like :meth:`embed`, but a failed batch gives each text the (redacted) error."""
         try:
             vectors = await self.embed(texts)
         except ItemFailure as failure:
-            error = redact(failure.error, self._secrets)
+            error = redact(failure.error, self._connection.hidden)
             return [EmbedOutcome(None, error) for _ in texts]
         return [EmbedOutcome(vector, None) for vector in vectors]
+
+
+def embed_results(
+    results: AsyncIterator[Result], embedder: Embedder, config: Config
+) -> AsyncIterator[Result]:
+    """``results`` with an embedding of each description (failures pass straight through);
+    every record carries the embedding keys."""
+
+    def attach(result: Result, outcome: EmbedOutcome) -> Result:
+        return replace(result, embedding=outcome.vector, embedding_error=outcome.error)
+
+    async def marked() -> AsyncIterator[Result]:
+        async for result in results:
+            yield replace(result, embedding_model=embedder.model)
+
+    return embed_stream(
+        marked(), embedder, lambda r: r.description if r.ok else None, attach,
+        config.embed_batch_size, config.embed_timeout,
+    )  # fmt: skip
 
 
 async def embed_stream(
@@ -92,14 +98,14 @@ async def embed_stream(
     timeout: float,
 ) -> AsyncIterator[T]:
     """Every item of ``items`` once: those whose ``text_of`` is None at once, the others with
-    ``attach(item, outcome)`` once their batch is embedded. Order is completion order."""
-    out: asyncio.Queue[object] = asyncio.Queue()
+    ``attach(item, outcome)`` once their batch is embedded. Order is completion order. A
+    failure of ``items`` is re-raised after the items before it."""
+    out: Channel[T] = Channel()
     batcher: Batcher[T] = Batcher(batch_size, timeout)
     work = asyncio.create_task(_run(items, embedder, text_of, attach, batcher, out))
     try:
-        while (item := await out.get()) is not _END:
-            yield item  # type: ignore[misc]
-        await work  # re-raise a failure of the source
+        async for item in out:
+            yield item
     finally:
         work.cancel()
         await asyncio.gather(work, return_exceptions=True)
@@ -111,21 +117,23 @@ async def _run(
     text_of: Callable[[T], str | None],
     attach: Callable[[T, EmbedOutcome], T],
     batcher: Batcher[T],
-    out: asyncio.Queue[object],
+    out: Channel[T],
 ) -> None:
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(_read(items, text_of, batcher, out))
             group.create_task(_embed_batches(batcher, embedder, text_of, attach, out))
-    finally:
-        out.put_nowait(_END)
+    except BaseExceptionGroup as group_error:
+        out.close_nowait(group_error.exceptions[0])
+        raise
+    out.close_nowait()
 
 
 async def _read(
     items: AsyncIterable[T],
     text_of: Callable[[T], str | None],
     batcher: Batcher[T],
-    out: asyncio.Queue[object],
+    out: Channel[T],
 ) -> None:
     try:
         async for item in items:
@@ -142,7 +150,7 @@ async def _embed_batches(
     embedder: Embedder,
     text_of: Callable[[T], str | None],
     attach: Callable[[T, EmbedOutcome], T],
-    out: asyncio.Queue[object],
+    out: Channel[T],
 ) -> None:
     slots = asyncio.Semaphore(embedder.concurrency)
 

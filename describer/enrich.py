@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import gemini
 from .config import Config
-from .describe import check_credentials
 from .embed import Embedder, EmbedOutcome, embed_stream
 from .errors import ConfigError
-from .pipeline import connect
 
 
 @dataclass
@@ -55,41 +54,43 @@ def needs_embedding(record: object) -> bool:
 async def embed_file(path: Path, config: Config, stop: asyncio.Event | None = None) -> EnrichReport:
     """Embed the descriptions in ``path`` that lack a vector; the counts.
 
-    Raises :class:`ConfigError` when the file cannot be read or replaced, or no credentials.
+    Setting ``stop`` embeds no more lines (batches in flight finish; the rest are copied).
+    Cancelled, the file is left as it was. Raises :class:`ConfigError` when the file cannot
+    be read or replaced, or there are no credentials.
     """
-    check_credentials(config)
     stop = stop or asyncio.Event()
-    tmp = path.with_name(f".{path.name}.describer-tmp")
     report = EnrichReport()
-    try:
-        with open(path, "rb") as source, open(tmp, "wb") as target:
-            async for line in _enrich(_lines(source, stop, report), config):
-                _write(target, line, report)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ConfigError(f"cannot rewrite {path}: {exc.strerror}") from None
+    async with gemini.connect(config) as connection:
+        embedder = Embedder(connection, config)
+        tmp = path.with_name(f".{path.name}.describer-tmp")
+        try:
+            with open(path, "rb") as source, open(tmp, "wb") as target:
+                async for line in _enrich(_lines(source, stop, report), embedder, config):
+                    _write(target, line, report)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ConfigError(f"cannot rewrite {path}: {exc.strerror}") from None
+        except BaseException:  # cancelled (a second Ctrl-C) or a bug: the file stays as it was
+            tmp.unlink(missing_ok=True)
+            raise
     return report
 
 
-async def _enrich(lines: AsyncIterator[Line], config: Config) -> AsyncIterator[Line]:
-    async with connect(config) as (_, client):
-        embedder = Embedder(client, config)
+def _enrich(lines: AsyncIterator[Line], embedder: Embedder, config: Config) -> AsyncIterator[Line]:
+    def attach(line: Line, outcome: EmbedOutcome) -> Line:
+        assert line.record is not None
+        error = outcome.error.to_json() if outcome.error else None
+        line.record |= {"embedding": outcome.vector, "embedding_model": embedder.model,
+                        "embedding_error": error}  # fmt: skip
+        return line
 
-        def attach(line: Line, outcome: EmbedOutcome) -> Line:
-            assert line.record is not None
-            error = outcome.error.to_json() if outcome.error else None
-            line.record |= {"embedding": outcome.vector, "embedding_model": embedder.model,
-                            "embedding_error": error}  # fmt: skip
-            return line
+    def text_of(line: Line) -> str | None:
+        return line.record["description"] if line.record is not None else None
 
-        def text_of(line: Line) -> str | None:
-            return line.record["description"] if line.record is not None else None
-
-        async for line in embed_stream(
-            lines, embedder, text_of, attach, config.embed_batch_size, config.embed_timeout
-        ):
-            yield line
+    return embed_stream(
+        lines, embedder, text_of, attach, config.embed_batch_size, config.embed_timeout
+    )
 
 
 #: How describer writes a present vector; such lines are counted without being parsed.

@@ -1,4 +1,8 @@
-"""Output stage: JSON lines on stdout or ``-o FILE``; progress and the summary on stderr."""
+"""Output stage: one JSON line per record, on stdout or appended to ``-o FILE`` (resumed).
+
+:func:`open_sink` opens where records go and reads what an earlier run left there;
+:func:`write_all` is the one write loop, used by ``run`` and by ``batch fetch``.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,15 @@ import contextlib
 import json
 import os
 import sys
-import time
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from tqdm import tqdm
-
-from .cost import describe_cost
 from .errors import ConfigError
-from .records import Result
-from .sources import SourceStats, fingerprint
+from .model import Result
+from .report import Progress, Tally
+from .sources import fingerprint
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Resume:
     other_settings: bool = False
 
 
-class Output:
+class Sink:
     """Where records go: stdout, or ``-o FILE`` appended to one whole line per write."""
 
     def __init__(self, stream: IO[str] | None, fd: int | None, resume: Resume) -> None:
@@ -56,18 +56,22 @@ class Output:
         while data:
             data = data[os.write(self._fd, data) :]
 
+    def already_done(self, result: Result) -> bool:
+        """Whether the file already holds a successful record for ``result.source``."""
+        return fingerprint(result.source) in self.resume.done
+
 
 @contextlib.contextmanager
-def open_output(
+def open_sink(
     path: Path | None, overwrite: bool = False, model: str = "", prompt: str = ""
-) -> Iterator[Output]:
+) -> Iterator[Sink]:
     """Open the run's output: stdout, or ``path`` resumed (appended) unless ``overwrite``.
 
     Raises :class:`ConfigError` when the file cannot be read or written, or holds a line
     that is not a record (other than a torn last line, which is dropped).
     """
     if path is None:
-        yield Output(sys.stdout, None, Resume())
+        yield Sink(sys.stdout, None, Resume())
         return
     try:
         resume = Resume() if overwrite else scan_output(path, model, prompt)
@@ -76,7 +80,7 @@ def open_output(
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
     try:
-        yield Output(None, fd, resume)
+        yield Sink(None, fd, resume)
     finally:
         os.close(fd)
 
@@ -118,82 +122,15 @@ def _remember(resume: Resume, record: dict[str, object], model: str, prompt: str
             resume.other_settings = True
 
 
-@dataclass
-class Tally:
-    """Running totals for the summary line."""
-
-    described: int = 0
-    failed: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    input_tokens: int = 0
-    output_tokens: int = 0
-    embedded: int = 0
-    embedding_failed: int = 0
-    model: str = ""
-    batch: bool = False  # Batch API prices (half)
-    started: float = field(default_factory=time.perf_counter)
-
-    def add(self, result: Result) -> None:
-        """Count one record."""
-        if result.error is None:
-            self.described += 1
-        else:
-            self.failed += 1
-            self.errors[str(result.error.type)] += 1
-        if result.usage is not None:
-            self.input_tokens += result.usage.input_tokens
-            self.output_tokens += result.usage.output_tokens
-        if result.embedding is not None:
-            self.embedded += 1
-        if result.embedding_error is not None:
-            self.embedding_failed += 1
-
-    def summary(self, sources: SourceStats, interrupted: bool = False) -> str:
-        """One line: described, failed (by type), skipped, tokens, elapsed, images/s."""
-        elapsed = time.perf_counter() - self.started
-        done = self.described + self.failed
-        failed = f"{self.failed} failed"
-        if self.errors:
-            failed += " (" + ", ".join(f"{n} {kind}" for kind, n in self.errors.most_common()) + ")"
-        parts = [f"{self.described} described", failed, f"{sources.skipped} skipped (not images)"]
-        if sources.duplicates:
-            parts.append(f"{sources.duplicates} duplicates")
-        if sources.already_done:
-            parts.append(f"{sources.already_done} already described (resumed)")
-        if sources.symlinks_skipped:
-            parts.append(f"{sources.symlinks_skipped} symlinks outside the folder not followed")
-        if self.embedded or self.embedding_failed:
-            parts.append(f"{self.embedded} embedded, {self.embedding_failed} embeddings failed")
-        parts.append(f"tokens {self.input_tokens:,} in / {self.output_tokens:,} out")
-        if self.model:
-            cost = describe_cost(self.model, self.input_tokens, self.output_tokens, self.batch)
-            parts.append(cost)
-        parts.append(f"{elapsed:.1f} s, {done / elapsed if elapsed > 0 else 0.0:.1f} images/s")
-        head = "describer: interrupted: " if interrupted else "describer: "
-        return head + ", ".join(parts)
-
-
-class Progress:
-    """A tqdm bar on stderr, or nothing when disabled (stderr not a terminal by default)."""
-
-    def __init__(self, enabled: bool | None) -> None:
-        show = sys.stderr.isatty() if enabled is None else enabled
-        self._bar = tqdm(unit="img", file=sys.stderr, dynamic_ncols=True) if show else None
-
-    def update(self, tally: Tally) -> None:
-        """Advance by one finished item."""
-        if self._bar is not None:
-            self._bar.set_postfix(failed=tally.failed, refresh=False)
-            self._bar.update(1)
-
-    def write(self, line: str) -> None:
-        """Print a line on stderr without breaking the bar."""
-        if self._bar is not None:
-            self._bar.write(line, file=sys.stderr)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        """Remove the bar."""
-        if self._bar is not None:
-            self._bar.close()
+async def write_all(
+    results: AsyncIterable[Result], sink: Sink, tally: Tally, progress: Progress | None = None
+) -> None:
+    """Write each result as it comes (those already described in the sink are dropped),
+    counting it in ``tally`` and on ``progress``."""
+    async for result in results:
+        if sink.already_done(result):
+            continue
+        sink.write(result)
+        tally.add(result)
+        if progress is not None:
+            progress.update(tally)

@@ -12,12 +12,11 @@ from __future__ import annotations
 import io
 import re
 import warnings
-from dataclasses import dataclass
 
 import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ErrorType, ItemFailure
+from .errors import ItemFailure
 from .formats import (
     NATIVE,
     RASTER,
@@ -28,6 +27,7 @@ from .formats import (
     png_bit_depth,
 )
 from .formats import sniff as sniff_format
+from .model import ErrorType, Media, Prepared
 
 pillow_heif.register_heif_opener()
 # Pillow's decompression-bomb guard stays on (Image.MAX_IMAGE_PIXELS): images over twice the
@@ -39,42 +39,6 @@ _PDF_PAGE = re.compile(rb"/Type\s*/Page(?![A-Za-z])")
 _JPEG_QUALITY = 90
 _ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _CONVERT_MODES = {"CMYK", "YCbCr", "LAB", "I", "I;16", "I;16B", "I;16L", "F", "1"}
-
-
-@dataclass(frozen=True, slots=True)
-class ImageInfo:
-    """What was sent (or, as ``original``, what was downloaded).
-
-    ``width``/``height`` are in pixels as displayed (EXIF orientation applied), ``None`` for
-    documents, audio and video; ``bytes`` is the size of the encoded data.
-    """
-
-    mime_type: str
-    width: int | None
-    height: int | None
-    bytes: int
-    pages: int = 0  # PDF pages (``/Type /Page`` objects); 0 for other media
-
-    def to_json(self) -> dict[str, str | int | None]:
-        """The JSON shape of ``image`` in a record (``pages`` only for PDFs)."""
-        shape: dict[str, str | int | None] = {
-            "mime_type": self.mime_type,
-            "width": self.width,
-            "height": self.height,
-            "bytes": self.bytes,
-        }
-        if self.mime_type == Format.PDF.value:
-            shape["pages"] = self.pages
-        return shape
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """Bytes ready for ``types.Part.from_bytes``; ``original`` is set when they were re-encoded."""
-
-    data: bytes
-    image: ImageInfo
-    original: ImageInfo | None = None
 
 
 def prepare(
@@ -91,7 +55,7 @@ def prepare(
     if fmt not in RASTER:
         return _pass_media(fmt, data)
     image = _open(data)
-    info = ImageInfo(fmt.value, *_display_size(image), len(data))
+    info = Media(fmt.value, *_display_size(image), len(data))
     if not _can_pass_through(fmt, image, data, max_side):
         return _reencode(image, fmt, info, max_side)
     _check_complete(fmt, data)
@@ -119,7 +83,7 @@ def _pass_media(fmt: Format, data: bytes) -> Prepared:
     """Documents, audio and video go as they are."""
     _check_complete(fmt, data)
     pages = len(_PDF_PAGE.findall(data)) if fmt is Format.PDF else 0
-    return Prepared(data, ImageInfo(fmt.value, None, None, len(data), pages))
+    return Prepared(data, Media(fmt.value, None, None, len(data), pages))
 
 
 def _check_complete(fmt: Format, data: bytes) -> None:
@@ -159,7 +123,7 @@ def _can_pass_through(fmt: Format, image: Image.Image, data: bytes, max_side: in
     return max_side is None or max(image.size) <= max_side
 
 
-def _reencode(image: Image.Image, fmt: Format, info: ImageInfo, max_side: int | None) -> Prepared:
+def _reencode(image: Image.Image, fmt: Format, info: Media, max_side: int | None) -> Prepared:
     try:
         pixels = _decode(image, max_side)
     except Image.DecompressionBombError as exc:
@@ -169,7 +133,7 @@ def _reencode(image: Image.Image, fmt: Format, info: ImageInfo, max_side: int | 
     if max_side is not None:
         pixels.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
     data, mime = _encode(pixels)
-    sent = ImageInfo(mime, pixels.width, pixels.height, len(data))
+    sent = Media(mime, pixels.width, pixels.height, len(data))
     return Prepared(data, sent, original=info)
 
 

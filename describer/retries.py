@@ -7,9 +7,8 @@ the server asked (``retry_after``), up to ``max_attempts`` tries in all.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_random_exponential
@@ -19,7 +18,6 @@ from .errors import ItemFailure
 T = TypeVar("T")
 #: Longest backoff between two attempts, in seconds (a server's retry_after may exceed it).
 MAX_BACKOFF = 60.0
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
 def retrying(max_attempts: int, first_wait: float = 1.0) -> AsyncRetrying:
@@ -51,28 +49,3 @@ async def call_with_retries(
         with attempt:
             return await call()
     raise AssertionError("unreachable: tenacity re-raises the last failure")
-
-
-def retry_delay(error_body: Any) -> float | None:
-    """Seconds from a Google error body's ``google.rpc.RetryInfo.retryDelay`` (e.g. ``"53s"``).
-
-    ``error_body`` is the SDK's ``APIError.details``: ``{"error": {"details": [...]}}``.
-    """
-    error = error_body.get("error", error_body) if isinstance(error_body, dict) else {}
-    details = error.get("details") if isinstance(error, dict) else None
-    for detail in details if isinstance(details, list) else []:
-        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):
-            match = _DURATION.match(str(detail.get("retryDelay", "")))
-            if match:
-                return float(match.group(1))
-    return None
-
-
-def retry_after_header(value: str | None) -> float | None:
-    """Seconds from an HTTP ``Retry-After`` header given in seconds (dates are ignored)."""
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

@@ -1,77 +1,93 @@
-"""``bounded_map``: a stage function over a lazy stream, bounded, in completion order.
+"""``run(config, sources)``: the describe command as one async library call.
 
-The stream is read in a worker thread (so a slow stdin never blocks the event loop); at most
-``window`` items are in flight from the moment they are started until their result has been
-taken by the consumer, so memory stays flat however long the input. Setting ``stop`` takes no
-new items; those already started still deliver their results.
+It writes one record per source (stdout or ``-o FILE``, resumed) and shows progress on
+stderr; it returns a :class:`RunReport` and leaves exit codes and the summary line to its
+caller (the CLI).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO
 
-from .sources import iterate_in_thread
+from . import gemini
+from .config import Config
+from .output import Resume, open_sink, write_all
+from .pipeline import describe_stream
+from .report import Progress, Tally
+from .sources import SourceReader, SourceStats
 
-S = TypeVar("S")
-R = TypeVar("R")
-_END = object()
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """What a run did: its ``tally`` (records by outcome, tokens), what the sources stage
+    counted (skipped, duplicates, resumed), and whether it was ``interrupted``."""
+
+    tally: Tally
+    sources: SourceStats
+    interrupted: bool
+
+    @property
+    def all_ok(self) -> bool:
+        """True when every record was described (and embedded, when asked)."""
+        return not (self.tally.failed or self.tally.embedding_failed)
+
+    def summary(self) -> str:
+        """The one-line summary for stderr (see :meth:`Tally.summary`)."""
+        return self.tally.summary(self.sources, interrupted=self.interrupted)
 
 
-async def bounded_map(
-    items: Iterator[S],
-    process: Callable[[S], Awaitable[R]],
-    window: int,
+async def run(
+    config: Config,
+    sources: Sequence[str],
+    stdin: IO[str] | None = None,
+    *,
     stop: asyncio.Event | None = None,
-) -> AsyncIterator[R]:
-    """``await process(item)`` for each item, at most ``window`` at once; results as they
-    complete. ``process`` must turn per-item failures into results: an exception it raises
-    ends the run (after cancelling the items in flight)."""
-    mapper = _BoundedMap(process, window)
-    async for result in mapper.run(items, stop):
-        yield result
+    progress: Progress | None = None,
+) -> RunReport:
+    """Describe ``sources`` and write one record per source; what happened.
+
+    With ``-o FILE`` an earlier run's file is resumed: sources it already describes are
+    skipped, new records are appended (``overwrite`` starts afresh). Setting ``stop`` takes
+    no new sources (items in flight finish); cancelling the task stops at once, and the
+    report says ``interrupted`` either way. Notices and the progress bar go to ``progress``
+    (default: a bar on stderr when it is a terminal). Raises :class:`ConfigError` for
+    whole-run problems (no credentials, unwritable output).
+    """
+    stop = stop or asyncio.Event()
+    progress = progress or Progress(config.progress)
+    tally = Tally(model=config.model, media=config.media)
+    aborted = False
+    async with gemini.connect(config) as connection:
+        with open_sink(config.output, config.overwrite, config.model, config.prompt) as sink:
+            _report_resume(progress, sink.resume, config)
+            reader = SourceReader(
+                config.follow_symlinks, stdin, done=sink.resume.done, media=config.media
+            )
+            results = describe_stream(
+                sources, config, reader=reader, stop=stop, connection=connection
+            )
+            try:
+                await write_all(results, sink, tally, progress)
+            except asyncio.CancelledError:
+                aborted = True
+            finally:
+                progress.close()
+    return RunReport(tally, reader.stats, interrupted=aborted or stop.is_set())
 
 
-class _BoundedMap(Generic[S, R]):
-    def __init__(self, process: Callable[[S], Awaitable[R]], window: int) -> None:
-        self._process = process
-        self._window = asyncio.Semaphore(window)
-        self._results: asyncio.Queue[object] = asyncio.Queue()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def run(self, items: Iterator[S], stop: asyncio.Event | None) -> AsyncIterator[R]:
-        feeder = asyncio.create_task(self._feed(items))
-        watcher = asyncio.create_task(_cancel_when_set(stop, feeder)) if stop else None
-        try:
-            while (result := await self._results.get()) is not _END:
-                yield result  # type: ignore[misc]
-                self._window.release()  # free once the consumer comes back for more
-            await feeder  # re-raise a failure to read the items
-        finally:
-            for task in (feeder, watcher, *self._tasks):
-                if task is not None:
-                    task.cancel()
-            await asyncio.gather(feeder, *self._tasks, return_exceptions=True)
-
-    async def _feed(self, items: Iterator[S]) -> None:
-        try:
-            async for item in iterate_in_thread(items):
-                await self._window.acquire()
-                task = asyncio.create_task(self._one(item))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-        except asyncio.CancelledError:
-            pass  # stopped: no new items; those in flight still finish
-        finally:
-            if self._tasks:
-                await asyncio.wait(set(self._tasks))
-            self._results.put_nowait(_END)
-
-    async def _one(self, item: S) -> None:
-        self._results.put_nowait(await self._process(item))
-
-
-async def _cancel_when_set(event: asyncio.Event, task: asyncio.Task[None]) -> None:
-    await event.wait()
-    task.cancel()
+def _report_resume(progress: Progress, resume: Resume, config: Config) -> None:
+    if resume.torn:
+        progress.write(f"describer: dropped a torn last line from {config.output}; redoing it")
+    if resume.done:
+        progress.write(
+            f"describer: resuming {config.output}: {len(resume.done)} sources already "
+            "described are skipped (--overwrite starts afresh)"
+        )
+    if resume.other_settings:
+        progress.write(
+            f"describer: warning: {config.output} has records made with another model or "
+            "prompt; their sources are skipped too"
+        )

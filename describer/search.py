@@ -16,10 +16,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import gemini
 from .config import Config
 from .embed import Embedder
 from .errors import ConfigError, ItemFailure
-from .pipeline import connect
 
 
 class VectorIndex(Protocol):
@@ -81,21 +81,22 @@ class Hit:
 class Corpus:
     """The embedded records of a file: their index, and what to show for each key."""
 
-    index: NumpyIndex
+    index: VectorIndex
     entries: list[tuple[str, str]]  # key -> (source, description)
     model: str
     dim: int
     skipped: int  # records without a vector, or of another model or dimension
 
 
-def load_corpus(path: Path) -> Corpus:
+def load_corpus(path: Path, index: VectorIndex | None = None) -> Corpus:
     """Read the records of ``path`` that carry an embedding of the file's main model and
-    dimension. Raises :class:`ConfigError` when the file is unreadable or has no vectors."""
+    dimension into ``index`` (default: a new :class:`NumpyIndex`). Raises
+    :class:`ConfigError` when the file is unreadable or has no vectors."""
     kinds = Counter((model, len(vec)) for model, vec, _, _ in _embedded(path))
     if not kinds:
         raise ConfigError(f"{path} has no embeddings: run describe-images embed {path} first")
     (model, dim), _ = kinds.most_common(1)[0]
-    corpus = Corpus(NumpyIndex(), [], model, dim, 0)
+    corpus = Corpus(NumpyIndex() if index is None else index, [], model, dim, 0)
     for rec_model, vector, source, description in _embedded(path):
         if (rec_model, len(vector)) != (model, dim):
             corpus.skipped += 1
@@ -126,8 +127,8 @@ async def search(corpus: Corpus, query: str, k: int, config: Config) -> list[Hit
 
     Raises :class:`ConfigError` when there are no credentials or the query cannot be embedded.
     """
-    async with connect(config) as (_, client):
-        embedder = Embedder(client, _with_model(config, corpus.model))
+    async with gemini.connect(config) as connection:
+        embedder = Embedder(connection, _with_model(config, corpus.model))
         try:
             [vector] = await embedder.embed([query], "RETRIEVAL_QUERY", dim=corpus.dim)
         except ItemFailure as failure:

@@ -8,45 +8,19 @@ only a 16-byte fingerprint per source is kept to drop repeats.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import sys
-import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import IO, TypeVar
+from typing import IO
 
 from .formats import SNIFF_BYTES, accepted, sniff
-
-T = TypeVar("T")
+from .model import Source, SourceKind
 
 #: File name endings taken as lists of sources when a file's bytes are not an image.
 LIST_SUFFIXES = (".txt", ".list", ".lst", ".urls", ".csv", ".tsv")
 _SUPPORTED_SCHEMES = ("http://", "https://")
-
-
-class Kind(StrEnum):
-    """What a source points at."""
-
-    URL = "url"
-    PATH = "path"
-    INVALID = "invalid"
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """One item to describe.
-
-    ``ref`` is the source as the user wrote it (the record's ``source``); ``location`` is the URL
-    or the absolute path; for an ``INVALID`` source, ``problem`` says why.
-    """
-
-    ref: str
-    kind: Kind
-    location: str
-    problem: str | None = None
 
 
 @dataclass
@@ -69,15 +43,17 @@ def classify(ref: str) -> Source:
     lowered = ref.lower()
     if lowered.startswith(_SUPPORTED_SCHEMES):
         if "://" in ref and not ref.split("://", 1)[1].split("/", 1)[0]:
-            return Source(ref, Kind.INVALID, ref, "URL has no host")
-        return Source(ref, Kind.URL, ref)
+            return Source(ref, SourceKind.INVALID, ref, "URL has no host")
+        return Source(ref, SourceKind.URL, ref)
     if "://" in ref:
         scheme = ref.split("://", 1)[0]
-        return Source(ref, Kind.INVALID, ref, f"unsupported scheme {scheme}:// (use http or https)")
+        problem = f"unsupported scheme {scheme}:// (use http or https)"
+        return Source(ref, SourceKind.INVALID, ref, problem)
     path = os.path.abspath(os.path.expanduser(ref))
     if os.path.isdir(path) or os.path.isfile(path):
-        return Source(ref, Kind.PATH, path)
-    return Source(ref, Kind.INVALID, ref, "neither an http(s) URL nor an existing file or folder")
+        return Source(ref, SourceKind.PATH, path)
+    problem = "neither an http(s) URL nor an existing file or folder"
+    return Source(ref, SourceKind.INVALID, ref, problem)
 
 
 def is_list_file(path: str) -> bool:
@@ -96,7 +72,7 @@ def _first_line_is_source(text: bytes) -> bool:
     for raw in text.splitlines():
         line = raw.strip().decode("utf-8", "replace")
         if line and not line.startswith("#"):
-            return classify(line).kind is not Kind.INVALID
+            return classify(line).kind is not SourceKind.INVALID
     return False
 
 
@@ -142,7 +118,7 @@ class SourceReader:
             yield from self._lines(self._stdin or sys.stdin)
             return
         source = classify(arg)
-        if source.kind is not Kind.PATH:
+        if source.kind is not SourceKind.PATH:
             yield source
         elif os.path.isdir(source.location):
             yield from self._walk(source.location, arg)
@@ -158,7 +134,7 @@ class SourceReader:
             if not line or line.startswith("#"):
                 continue
             source = classify(line)
-            if source.kind is Kind.PATH and os.path.isdir(source.location):
+            if source.kind is SourceKind.PATH and os.path.isdir(source.location):
                 yield from self._walk(source.location, line)
             else:
                 yield source
@@ -171,7 +147,7 @@ class SourceReader:
                 head = fh.read(SNIFF_BYTES)
             if sniff(head) in self._taken:
                 shown = os.path.join(shown_root, os.path.relpath(path, root))
-                yield Source(shown, Kind.PATH, os.path.abspath(path))
+                yield Source(shown, SourceKind.PATH, os.path.abspath(path))
             else:
                 self.stats.skipped += 1
 
@@ -199,42 +175,3 @@ class SourceReader:
             return True
         target = os.path.realpath(path)
         return target == real_root or target.startswith(real_root + os.sep)
-
-
-async def iterate_in_thread(items: Iterator[T], buffer: int = 256) -> AsyncIterator[T]:
-    """Drive a blocking iterator in a worker thread; yield its items here, in order.
-
-    At most ``buffer`` items wait between the two sides (back-pressure). Exceptions raised by
-    the iterator are re-raised here. Closing this generator stops the thread at its next item.
-    """
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[bool, object]] = asyncio.Queue()
-    slots = threading.Semaphore(buffer)
-    stop = threading.Event()
-
-    def pump() -> None:
-        try:
-            for item in items:
-                while not slots.acquire(timeout=0.2):
-                    if stop.is_set():
-                        return
-                if stop.is_set():
-                    return
-                loop.call_soon_threadsafe(queue.put_nowait, (True, item))
-            loop.call_soon_threadsafe(queue.put_nowait, (False, None))
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            if not stop.is_set():
-                loop.call_soon_threadsafe(queue.put_nowait, (False, exc))
-
-    threading.Thread(target=pump, name="describer-sources", daemon=True).start()
-    try:
-        while True:
-            more, value = await queue.get()
-            if not more:
-                if isinstance(value, BaseException):
-                    raise value
-                return
-            slots.release()
-            yield value  # type: ignore[misc]
-    finally:
-        stop.set()

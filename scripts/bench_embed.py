@@ -49,10 +49,9 @@ from google import genai
 from google.genai import types
 
 from describer import Config
-from describer.describe import create_client
+from describer.gemini import Connection, create_client, open_session
 from describer.embed import Embedder, EmbedOutcome, embed_stream
 from describer.emulator import EmulatorSettings, GeminiEmulator
-from describer.pipeline import open_session
 
 SEED = 0
 API_KEY = "bench-key"
@@ -143,7 +142,7 @@ async def via_stream(base_url: str, texts: list[str], args: argparse.Namespace,
         return item
 
     async with open_session() as session:
-        embedder = Embedder(create_client(config, session), config)
+        embedder = Embedder(Connection(session, create_client(config, session), ()), config)
         stream = embed_stream(release(texts, args.rate), embedder, lambda it: it.text, attach,
                               batch_size, timeout)
         async for item in stream:
@@ -193,7 +192,7 @@ async def via_embedder(base_url: str, texts: list[str], args: argparse.Namespace
     """``Embedder.embed([text])`` per description."""
     config = client_config(base_url, args.dim, 1, 0.0)
     async with open_session() as session:
-        embedder = Embedder(create_client(config, session), config)
+        embedder = Embedder(Connection(session, create_client(config, session), ()), config)
 
         async def call(text: str) -> list[float]:
             return (await embedder.embed([text]))[0]

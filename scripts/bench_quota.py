@@ -58,7 +58,7 @@ from PIL import Image
 
 from describer.emulator import EmulatorSettings, GeminiEmulator, ImageServer
 from describer.emulator.gemini import EmulatorStats
-from describer.throttle import MIN_MARGIN_S
+from describer.limits import MIN_MARGIN_S
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench-out" / "quota"

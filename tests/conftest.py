@@ -16,7 +16,8 @@ from unittest import mock
 import aiohttp
 import pytest
 
-from describer import Config, run
+from describer import Config
+from describer.cli.commands import describe_main
 from describer.emulator import EmulatorSettings, GeminiEmulator, ImageServer
 
 TEST_KEY = "test-key-not-secret"
@@ -64,9 +65,10 @@ class Outcome:
 async def describe_run(
     capsys: pytest.CaptureFixture[str], sources: list[str], **options: Any
 ) -> Outcome:
-    """``describer.run`` in this event loop, records read from captured stdout."""
+    """The describe command's body (``describe_main``: ``describer.run``, the summary line,
+    the exit code) in this event loop, records read from captured stdout."""
     options.setdefault("progress", False)
-    code = await run(Config(**options), sources)
+    code = await describe_main(Config(**options), sources)
     captured = capsys.readouterr()
     records = [json.loads(line) for line in captured.out.splitlines()]
     return Outcome(code, records, captured.err)

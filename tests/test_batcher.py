@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from describer.batcher import Batcher, batched
+from describer._streams import Batcher, batched
 
 
 async def _stream(items: list[int], gap: asyncio.Event | None = None) -> AsyncIterator[int]:

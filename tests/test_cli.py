@@ -15,7 +15,7 @@ from conftest import TEST_KEY, cli
 from imaging import jpeg, sha256
 
 from describer import Config, ConfigError
-from describer.describe import check_credentials
+from describer.gemini import check_credentials
 from describer.emulator import EmulatorSettings, GeminiEmulator
 
 

@@ -11,7 +11,7 @@ from aioresponses import aioresponses
 from conftest import Outcome, describe_run
 from imaging import SAMPLES, jpeg, sha256
 
-from describer import Config, describe
+from describer import Config, describe_stream
 from describer.emulator import GeminiEmulator, ImageServer
 
 RECORD_KEYS = {
@@ -112,7 +112,7 @@ async def test_results_stream_in_completion_order(
     for i, path in enumerate(fast):
         images.add(path, jpeg(seed=i))
     sources = [images.url("/slow.jpg"), *(images.url(p) for p in fast)]
-    order = [r.source async for r in describe(sources, Config(concurrency=8))]
+    order = [r.source async for r in describe_stream(sources, Config(concurrency=8))]
     assert order[-1] == images.url("/slow.jpg")  # first in, last out: nothing waits for it
     assert len(order) == 6
 
@@ -124,7 +124,7 @@ async def test_library_stop_event_finishes_started_items_only(
         images.add(f"/{i}.jpg", jpeg(32, 32, seed=i) + bytes([i]))
     stop = asyncio.Event()
     results = []
-    async for result in describe(
+    async for result in describe_stream(
         [images.url(f"/{i}.jpg") for i in range(50)], Config(concurrency=2, prefetch=0), stop=stop
     ):
         results.append(result)

@@ -231,11 +231,11 @@ def test_the_api_key_never_appears_in_any_output(
 
 async def test_rpm_and_tpm_windows_are_counted_apart() -> None:
     """--rpm 100 and --tpm 10000 (100 units of 100 tokens) must not share one window."""
-    from describer.prepare import ImageInfo
-    from describer.throttle import Throttle, estimate_tokens
+    from describer.limits import Throttle, estimate_tokens
+    from describer.model import Media
 
     throttle = Throttle(concurrency=200, rpm=100, tpm=10_000, window=60.0)
-    small = estimate_tokens(ImageInfo("image/jpeg", 64, 64, 1000), "")  # 258 tokens: 3 units
+    small = estimate_tokens(Media("image/jpeg", 64, 64, 1000), "")  # 258 tokens: 3 units
     async with asyncio.timeout(2):  # a shared window would fill at 100 entries and wait 61 s
         for _ in range(30):  # 30 requests, 90 token units: within both quotas
             async with throttle.permit(small):

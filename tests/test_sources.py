@@ -11,9 +11,10 @@ import pytest
 from conftest import describe_run
 from imaging import jpeg
 
-from describer import Config, describe
+from describer import Config, describe_stream
 from describer.emulator import GeminiEmulator, ImageServer
-from describer.sources import Kind, SourceReader, classify
+from describer.model import SourceKind
+from describer.sources import SourceReader, classify
 
 
 class CountingLines(io.TextIOBase):
@@ -36,7 +37,7 @@ async def test_a_million_line_list_streams_without_being_read_whole(
     images.add("/first.jpg", jpeg())
     lines = CountingLines(images.url("/first.jpg") + "\n", 1_000_000)
     reader = SourceReader(stdin=lines)  # type: ignore[arg-type]
-    stream = describe(["-"], Config(concurrency=4), reader=reader)
+    stream = describe_stream(["-"], Config(concurrency=4), reader=reader)
     first = await anext(aiter(stream))
     await stream.aclose()  # type: ignore[attr-defined]
     assert first.source.startswith("http://127.0.0.1:")
@@ -44,14 +45,14 @@ async def test_a_million_line_list_streams_without_being_read_whole(
 
 
 def test_classify_lines() -> None:
-    assert classify("https://example.com/a.jpg").kind is Kind.URL
-    assert classify("HTTP://EXAMPLE.COM/A.JPG").kind is Kind.URL
+    assert classify("https://example.com/a.jpg").kind is SourceKind.URL
+    assert classify("HTTP://EXAMPLE.COM/A.JPG").kind is SourceKind.URL
     ftp = classify("ftp://example.com/a.jpg")
-    assert ftp.kind is Kind.INVALID and "unsupported scheme ftp://" in (ftp.problem or "")
-    assert classify("file:///etc/passwd").kind is Kind.INVALID
-    assert classify("https:///nohost.jpg").kind is Kind.INVALID
+    assert ftp.kind is SourceKind.INVALID and "unsupported scheme ftp://" in (ftp.problem or "")
+    assert classify("file:///etc/passwd").kind is SourceKind.INVALID
+    assert classify("https:///nohost.jpg").kind is SourceKind.INVALID
     missing = classify("not/a/real/file.jpg")
-    assert missing.kind is Kind.INVALID and "neither" in (missing.problem or "")
+    assert missing.kind is SourceKind.INVALID and "neither" in (missing.problem or "")
 
 
 def test_list_file_lines_folders_and_invalid_lines(write_files, tmp_path: Path) -> None:
@@ -61,9 +62,9 @@ def test_list_file_lines_folders_and_invalid_lines(write_files, tmp_path: Path) 
     reader = SourceReader()
     got = list(reader.iter([str(listing)]))
     assert [(s.ref, s.kind) for s in got] == [
-        (str(folder / "x" / "1.jpg"), Kind.PATH),
-        (str(folder / "x" / "2.jpg"), Kind.PATH),
-        ("nonsense here", Kind.INVALID),
+        (str(folder / "x" / "1.jpg"), SourceKind.PATH),
+        (str(folder / "x" / "2.jpg"), SourceKind.PATH),
+        ("nonsense here", SourceKind.INVALID),
     ]
     assert reader.stats.duplicates == 1 and reader.stats.skipped == 1
 
@@ -71,7 +72,7 @@ def test_list_file_lines_folders_and_invalid_lines(write_files, tmp_path: Path) 
 def test_image_argument_is_an_item_not_a_list(write_files) -> None:
     folder = write_files({"photo.txt": jpeg()})  # an image, whatever its name says
     got = list(SourceReader().iter([str(folder / "photo.txt")]))
-    assert [(s.ref, s.kind) for s in got] == [(str(folder / "photo.txt"), Kind.PATH)]
+    assert [(s.ref, s.kind) for s in got] == [(str(folder / "photo.txt"), SourceKind.PATH)]
 
 
 async def test_symlinks_leaving_the_folder_are_not_followed_by_default(

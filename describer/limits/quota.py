@@ -1,4 +1,4 @@
-"""Client-side throttling of model calls: quotas, a shared 429 gate, adaptive concurrency.
+"""Client-side pacing of model calls: quotas, a shared 429 gate, adaptive concurrency.
 
 Every call waits, in order, for: a concurrency slot (adaptive: halved after a 429, grown
 back by one per window of successes), the shared gate (closed for a 429's ``retryDelay``
@@ -19,12 +19,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+# ``limits`` here is the third-party library (alisaifee/limits), not this package.
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from .errors import ErrorType, ItemFailure
-from .prepare import ImageInfo
+from ..errors import ItemFailure
+from ..model import ErrorType
 
 #: The client-side window is longer than the quota's by 1/60 of it (61 s for a minute), and by
 #: at least this many seconds: margin for requests bunched up by network and encoding delays.
@@ -177,94 +178,3 @@ class _PerWindow(RateLimitItemPerSecond):
 
     def get_expiry(self) -> int:
         return self._seconds  # type: ignore[return-value]
-
-
-#: Tokens per image at each --media-resolution on Gemini 3 models
-#: (ai.google.dev/gemini-api/docs/media-resolution, token counts table).
-RESOLUTION_IMAGE_TOKENS = {"low": 280, "medium": 560, "high": 1120}
-
-
-def estimate_tokens(media: ImageInfo, text: str, resolution: str | None = None) -> int:
-    """Input tokens of one request before it is sent, for ``--tpm`` pacing (then corrected).
-
-    Images: 258 tokens with both sides at most 384 px, else 258 per 768x768 tile
-    (ai.google.dev/gemini-api/docs/tokens), or the ``--media-resolution`` budget. PDFs: 258
-    per page (pages counted from ``/Type /Page``). Audio: 32 tokens per second, video about
-    300, with the duration guessed from the size (128 kbit/s audio, 2 Mbit/s video). Text:
-    about one token per 4 characters.
-    """
-    return _media_tokens(media, resolution) + math.ceil(len(text) / 4)
-
-
-def _media_tokens(media: ImageInfo, resolution: str | None) -> int:
-    kind = media.mime_type.split("/")[0]
-    if media.width is not None and media.height is not None:
-        if resolution:
-            return RESOLUTION_IMAGE_TOKENS[resolution]
-        if media.width <= 384 and media.height <= 384:
-            return 258
-        return 258 * math.ceil(media.width / 768) * math.ceil(media.height / 768)
-    if kind == "audio":
-        return math.ceil(media.bytes / 16_000 * 32)
-    if kind == "video":
-        return math.ceil(media.bytes / 250_000 * 300)
-    return 258 * max(1, media.pages)
-
-
-class ByteBudget:
-    """Bytes of media held in flight (downloaded, prepared, being sent), at most ``capacity``.
-
-    Concurrency bounds items; this bounds their bytes, so a run of 12 MP photos holds no more
-    memory than a run of thumbnails (google-genai holds about three times an image's size
-    while it sends it). An item larger than the whole budget still goes, alone. ``None``:
-    no limit.
-    """
-
-    def __init__(self, capacity: int | None) -> None:
-        self.capacity = capacity or None  # 0 means no limit too
-        self.used = 0
-        self._changed = asyncio.Condition()
-
-    def lease(self) -> Lease:
-        """A lease for one item, holding nothing yet."""
-        return Lease(self)
-
-
-class Lease:
-    """One item's share of a :class:`ByteBudget`."""
-
-    def __init__(self, budget: ByteBudget) -> None:
-        self._budget = budget
-        self.held = 0
-
-    async def reserve(self, size: int) -> None:
-        """Hold ``size`` bytes (replacing what this lease held), waiting until they fit."""
-        budget = self._budget
-        async with budget._changed:
-            budget.used -= self.held
-            self.held = 0
-            want = size if budget.capacity is None else min(size, budget.capacity)
-            await budget._changed.wait_for(
-                lambda: (
-                    budget.capacity is None
-                    or budget.used == 0
-                    or budget.used + want <= budget.capacity
-                )
-            )
-            budget.used += want
-            self.held = want
-            budget._changed.notify_all()
-
-    def grow(self, size: int) -> None:
-        """Hold at least ``size`` bytes now, without waiting (a body longer than announced)."""
-        if size > self.held:
-            self._budget.used += size - self.held
-            self.held = size
-
-    async def release(self) -> None:
-        """Give everything back."""
-        budget = self._budget
-        async with budget._changed:
-            budget.used -= self.held
-            self.held = 0
-            budget._changed.notify_all()

@@ -1,4 +1,4 @@
-"""Fetch stage: the bytes of one source, from an http(s) URL or a local file, size-capped.
+"""Download stage: the bytes of one source, from an http(s) URL or a local file, size-capped.
 
 Downloads share the run's one ``aiohttp.ClientSession``. The body streams into a buffer that
 stops at ``max_bytes``, so an endless body costs at most that much memory.
@@ -12,16 +12,15 @@ import os
 import aiohttp
 
 from .config import Config
-from .errors import ErrorType, ItemFailure
-from .retries import retry_after_header
-from .sources import Kind, Source
-from .throttle import Lease
+from .errors import ItemFailure
+from .limits import Lease
+from .model import ErrorType, Source, SourceKind
 
 _CHUNK = 1 << 16
 USER_AGENT = "describer/0.1 (+https://pypi.org/project/describer/)"
 
 
-async def fetch(
+async def source_bytes(
     source: Source, session: aiohttp.ClientSession, config: Config, lease: Lease | None = None
 ) -> bytes:
     """The bytes of ``source``: at most ``config.max_bytes`` of them. With a ``lease``, the
@@ -30,9 +29,9 @@ async def fetch(
     Raises :class:`ItemFailure` with ``invalid_source``, ``http_error``, ``download_error``,
     ``timeout`` or ``too_large``.
     """
-    if source.kind is Kind.INVALID:
+    if source.kind is SourceKind.INVALID:
         raise ItemFailure(ErrorType.INVALID_SOURCE, source.problem or "invalid source")
-    if source.kind is Kind.PATH:
+    if source.kind is SourceKind.PATH:
         if lease is not None:
             await lease.reserve(_size_of(source.location))
         return await asyncio.to_thread(read_file, source.location, config.max_bytes)
@@ -133,3 +132,13 @@ def _client_error_message(exc: aiohttp.ClientError) -> str:
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the server closed the connection without answering"
     return f"{type(exc).__name__}: {exc}"
+
+
+def retry_after_header(value: str | None) -> float | None:
+    """Seconds from an HTTP ``Retry-After`` header given in seconds (dates are ignored)."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

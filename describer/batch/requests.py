@@ -1,0 +1,183 @@
+"""``batch submit``: sources → download → prepare, as online, then JSONL request files.
+
+Each request line is ``{"key", "request"}`` with the media inline, or by Files API URI when
+larger than the inline limit, and the settings of online calls (one encoding:
+:mod:`describer.gemini.encoding`). Inputs past one file's limit (2 GB, Gemini's limit for a
+batch input file) or ``max_requests`` are split into several jobs under one local record.
+Files are encoded and written in a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from .. import gemini
+from .._streams import bounded_map
+from ..config import Config
+from ..errors import ItemFailure, redact
+from ..limits import ByteBudget, Lease
+from ..model import ErrorType, ItemError, Prepared, Result, Source
+from ..pipeline import failed, load
+from ..sources import SourceReader
+from .jobs import create_job, retried
+from .store import JobRecord, jobs_dir
+
+log = logging.getLogger("describer")
+#: Gemini's limit for one batch input file (ai.google.dev/gemini-api/docs/batch-mode).
+MAX_FILE_BYTES = 2_000_000_000
+#: Requests per job unless ``--batch-max-requests`` says otherwise.
+MAX_REQUESTS = 1_000_000
+
+
+async def submit(
+    sources: Sequence[str],
+    config: Config,
+    connection: gemini.Connection,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    max_requests: int = MAX_REQUESTS,
+) -> JobRecord:
+    """Prepare every source and submit batch jobs for them; the saved local record. Items
+    that fail before submission are kept as records in the job's errors file.
+
+    Raises :class:`ConfigError` for whole-run problems (upload or job creation refused).
+    """
+    record = JobRecord.new(config)
+    jobs_dir().mkdir(parents=True, exist_ok=True)
+    reader = SourceReader(config.follow_symlinks, media=config.media)
+    with RequestFiles(record, connection, config, max_file_bytes, max_requests) as files:
+        async for source, outcome, lease in _loaded(reader.iter(sources), connection, config):
+            if isinstance(outcome, Prepared):
+                await files.add(source, outcome)
+            else:
+                await files.add_failure(failed(source.ref, config, outcome))
+            await lease.release()
+        await files.finish()
+    record.skipped = reader.stats.skipped
+    record.save()
+    return record
+
+
+async def _loaded(
+    sources: Iterator[Source], connection: gemini.Connection, config: Config
+) -> AsyncIterator[tuple[Source, Prepared | ItemError, Lease]]:
+    """Each source loaded (or its redacted error), with its lease on the byte budget: the
+    caller releases it once the bytes are written out. A bug costs one ``internal_error``."""
+    budget = ByteBudget(config.byte_budget)
+
+    async def one(source: Source) -> tuple[Source, Prepared | ItemError, Lease]:
+        lease = budget.lease()
+        try:
+            return source, await load(source, connection.session, config, lease), lease
+        except ItemFailure as failure:
+            return source, redact(failure.error, connection.hidden), lease
+        except Exception as exc:
+            log.exception("internal error on %s", source.ref)
+            error = ItemError(ErrorType.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            return source, redact(error, connection.hidden), lease
+
+    async for item in bounded_map(sources, one, config.in_flight):
+        yield item
+
+
+class RequestFiles:
+    """Writes request lines into part files, the keys file and the errors file of one
+    record; creates a job for each full part. A context manager that closes the files."""
+
+    def __init__(
+        self,
+        record: JobRecord,
+        connection: gemini.Connection,
+        config: Config,
+        max_bytes: int,
+        max_requests: int,
+    ) -> None:
+        self._record, self._connection, self._config = record, connection, config
+        self._max_bytes, self._max_requests = max_bytes, max_requests
+        self._keys: IO[str] = open(record.path(".keys.jsonl"), "w")  # noqa: SIM115
+        self._errors: IO[str] = open(record.path(".errors.jsonl"), "w")  # noqa: SIM115
+        self._part: IO[bytes] | None = None
+        self._part_path = Path()
+        self._part_requests = self._part_bytes = 0
+
+    def __enter__(self) -> RequestFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in (self._keys, self._errors, self._part):
+            if handle is not None:
+                handle.close()
+
+    async def add(self, source: Source, prepared: Prepared) -> None:
+        """Add one item's request (uploading its media first when over the inline limit)."""
+        key = f"k{self._record.submitted:09d}"
+        file_name, part = await self._uploaded(prepared)
+        data = await asyncio.to_thread(_request_line, key, prepared, part, self._config)
+        if self._part is not None and (
+            self._part_bytes + len(data) > self._max_bytes
+            or self._part_requests >= self._max_requests
+        ):
+            await self._submit_part()
+        entry = {"key": key, "source": source.ref, "image": prepared.media.to_json(),
+                 "original": prepared.original.to_json() if prepared.original else None,
+                 "file": file_name}  # fmt: skip
+        await asyncio.to_thread(self._write, data, json.dumps(entry) + "\n")
+        self._record.submitted += 1
+
+    async def add_failure(self, result: Result) -> None:
+        """Keep the record of an item that failed before submission."""
+        await asyncio.to_thread(self._errors.write, result.to_line())
+        self._record.failed_before += 1
+
+    async def finish(self) -> None:
+        """Submit the last part."""
+        if self._part is not None and self._part_requests:
+            await self._submit_part()
+
+    async def _uploaded(self, prepared: Prepared) -> tuple[str | None, dict[str, Any] | None]:
+        """Media over the inline limit go by the Files API: (file name, REST part); else
+        (None, None) and the bytes go inline."""
+        if prepared.media.bytes <= self._config.inline_limit:
+            return None, None
+        client = self._connection.client
+        uploaded = await retried(
+            lambda: gemini.upload_media(client, prepared), self._connection, self._config
+        )
+        return uploaded.name, gemini.file_json(uploaded.uri or "", prepared.media.mime_type)
+
+    def _write(self, data: bytes, key_line: str) -> None:
+        """In a worker thread: one request line to the open part (opened when needed)."""
+        if self._part is None:
+            self._part_path = self._record.path(f".part{len(self._record.parts)}.jsonl")
+            self._part = open(self._part_path, "wb")  # noqa: SIM115 - closed in _submit_part
+            self._part_bytes = self._part_requests = 0
+        self._part.write(data)
+        self._part_bytes += len(data)
+        self._part_requests += 1
+        self._keys.write(key_line)
+
+    async def _submit_part(self) -> None:
+        assert self._part is not None
+        await asyncio.to_thread(self._part.close)
+        self._part = None
+        part = await create_job(
+            self._connection, self._config, self._part_path, self._part_requests,
+            self._part_bytes,
+        )  # fmt: skip
+        self._record.parts.append(part)
+        self._record.save()
+        self._part_path.unlink()  # the uploaded copy is the one that counts
+
+
+def _request_line(
+    key: str, prepared: Prepared, part: dict[str, Any] | None, config: Config
+) -> bytes:
+    """One request line, encoded (in a worker thread: base64 of a 20 MB image takes a while):
+    ``part`` is the uploaded media's REST part, or None to send ``prepared``'s bytes inline."""
+    media = part if part is not None else gemini.inline_json(prepared)
+    line = {"key": key, "request": gemini.request_json(media, config)}
+    return (json.dumps(line) + "\n").encode()

@@ -1,0 +1,125 @@
+"""Local records of Batch API submissions, in ``$DESCRIBER_HOME/jobs`` (default
+``~/.describer/jobs``), so ``status``, ``fetch`` and ``cancel`` work from any later shell.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets as random_ids
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..errors import ConfigError
+
+#: Batch job states after which nothing changes (google-genai ``types.JobState``).
+FINAL_STATES = frozenset(
+    {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+)
+
+
+def jobs_dir() -> Path:
+    """Where local job records live: ``$DESCRIBER_HOME/jobs``, default ``~/.describer/jobs``."""
+    home = Path(os.environ.get("DESCRIBER_HOME", "~/.describer")).expanduser()
+    return home / "jobs"
+
+
+@dataclass
+class JobPart:
+    """One Gemini batch job: its name (``batches/...``), input file, size and last state."""
+
+    name: str
+    input_file: str
+    requests: int
+    bytes: int
+    state: str = "JOB_STATE_PENDING"
+    result_file: str | None = None
+
+
+@dataclass
+class JobRecord:
+    """The local record of one submission, saved as ``<id>.json`` beside ``<id>.keys.jsonl``
+    (one ``{"key", "source", "image", "original", "file"}`` line per submitted item) and
+    ``<id>.errors.jsonl`` (records of items that failed before submission)."""
+
+    id: str
+    created: str
+    model: str
+    prompt: str
+    parts: list[JobPart] = field(default_factory=list)
+    submitted: int = 0
+    failed_before: int = 0
+    skipped: int = 0  # folder entries that were not of a --media kind
+
+    @classmethod
+    def new(cls, config: Config) -> JobRecord:
+        """A fresh record with a sortable id like ``20261121-120501-3f2a``."""
+        now = dt.datetime.now(dt.UTC)
+        job_id = f"{now:%Y%m%d-%H%M%S}-{random_ids.token_hex(2)}"
+        return cls(job_id, now.isoformat(timespec="seconds"), config.model, config.prompt)
+
+    def path(self, suffix: str) -> Path:
+        """``<jobs dir>/<id><suffix>``."""
+        return jobs_dir() / f"{self.id}{suffix}"
+
+    def save(self) -> None:
+        """Write the record atomically."""
+        jobs_dir().mkdir(parents=True, exist_ok=True)
+        tmp = self.path(".json.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(tmp, self.path(".json"))
+
+    @classmethod
+    def load(cls, job: str) -> JobRecord:
+        """The record named by its id or by one of its Gemini job names.
+
+        Raises :class:`ConfigError` when there is no such record.
+        """
+        for path in _record_paths(job):
+            data = json.loads(path.read_text())
+            record = cls(**{k: v for k, v in data.items() if k != "parts"})
+            record.parts = [JobPart(**part) for part in data["parts"]]
+            if job in (record.id, *(part.name for part in record.parts)):
+                return record
+        raise ConfigError(f"no batch job {job!r} in {jobs_dir()} (see: describe-images batch list)")
+
+    @property
+    def state(self) -> str:
+        """One state for the whole record: RUNNING or PENDING while any part is, else the
+        final states of its parts joined with ``/`` (one when they agree)."""
+        states = {part.state for part in self.parts} or {"JOB_STATE_SUCCEEDED"}
+        for waiting in ("JOB_STATE_RUNNING", "JOB_STATE_PENDING"):
+            if waiting in states:
+                return waiting
+        return "/".join(sorted(states))
+
+    @property
+    def done(self) -> bool:
+        """True when every part reached a final state."""
+        return all(part.state in FINAL_STATES for part in self.parts)
+
+
+def _record_paths(job: str) -> Iterator[Path]:
+    direct = jobs_dir() / f"{job}.json"
+    if direct.exists():
+        yield direct
+        return
+    yield from sorted(jobs_dir().glob("*.json"), reverse=True) if jobs_dir().exists() else []
+
+
+def list_records() -> list[JobRecord]:
+    """Every local job record, newest first."""
+    paths = sorted(jobs_dir().glob("*.json"), reverse=True) if jobs_dir().exists() else []
+    return [JobRecord.load(path.stem) for path in paths]
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The objects of a JSON-lines file (a record's keys or errors file), read lazily."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)

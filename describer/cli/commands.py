@@ -1,0 +1,165 @@
+"""The commands: ``describe`` (the default), ``embed FILE`` and ``search FILE QUERY``.
+
+Each parses its options into one :class:`~describer.config.Config`, makes one library call,
+prints its summary on stderr and returns the exit code. The embed and search modules (numpy
+among them) are imported by their commands only: describe, the command run most, starts
+sooner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from click_default_group import DefaultGroup
+
+from .. import __version__
+from ..config import Config
+from ..errors import ConfigError
+from ..report import Progress
+from ..runner import run
+from .options import (
+    HELP,
+    connection_options,
+    embed_options,
+    input_options,
+    model_options,
+    output_option,
+)
+from .terminal import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    Interrupts,
+    finish,
+    print_hits,
+    say,
+)
+
+
+@click.group(cls=DefaultGroup, default="describe", context_settings=HELP)
+@click.version_option(__version__, "--version", prog_name="describe-images")
+def cli() -> None:
+    """Describe images with Gemini, one JSON line per image; embed and search the results.
+
+    describe-images SOURCE... runs the describe command (the default).
+    """
+
+
+@cli.command(context_settings=HELP)
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@model_options
+@input_options
+@click.option("--rpm", type=click.IntRange(min=1), envvar="DESCRIBER_RPM",
+              help="Requests per minute of your quota: paced so none is refused "
+                   "(env DESCRIBER_RPM).")
+@click.option("--tpm", type=click.IntRange(min=1), envvar="DESCRIBER_TPM",
+              help="Input tokens per minute of your quota (env DESCRIBER_TPM).")
+@connection_options
+@output_option
+@click.option("--overwrite", is_flag=True, help="Start -o FILE afresh instead of resuming it.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr [default: when stderr is a terminal].")
+@click.option("--embed", is_flag=True, help="Add an embedding of each description.")
+@embed_options
+def describe(sources: tuple[str, ...], **options: Any) -> None:  # fmt: skip
+    """Describe images: one JSON line per SOURCE item, as each completes.
+
+    SOURCE is an image file, a folder (recursive), an http(s) URL, a text file of URLs or
+    paths (one per line, # comments), or - to read such lines from stdin.
+
+    Exit codes: 0 all described, 1 some failed, 2 usage or configuration error, 130 interrupted.
+    """
+
+    def start() -> Coroutine[Any, Any, int]:
+        check_arguments(sources)
+        return describe_main(Config(**options), sources)
+
+    finish(start)
+
+
+async def describe_main(
+    config: Config, sources: Sequence[str], stdin: IO[str] | None = None
+) -> int:
+    """The describe command's body: run, print the summary on stderr; the exit code.
+    Raises :class:`ConfigError` for whole-run problems."""
+    progress = Progress(config.progress)
+    with Interrupts(progress.write) as interrupts:
+        report = await run(config, sources, stdin, stop=interrupts.stop, progress=progress)
+    say(report.summary())
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if report.all_ok else EXIT_SOME_FAILED
+
+
+@cli.command("embed", context_settings=HELP)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@embed_options
+@connection_options
+def embed_command(file: Path, **options: Any) -> None:
+    """Add embeddings to the described records of FILE (an earlier -o output), in place.
+
+    Records that already have an embedding are skipped, so an interrupted run can be resumed.
+    """
+    finish(lambda: embed_main(file, Config(**options)))
+
+
+async def embed_main(file: Path, config: Config) -> int:
+    """The embed command's body. First Ctrl-C: batches in flight finish and the other lines
+    are kept as they were; second: cancelled, the file is left untouched."""
+    from ..enrich import embed_file
+
+    with Interrupts(say, "batches") as interrupts:
+        try:
+            report = await embed_file(file, config, interrupts.stop)
+        except asyncio.CancelledError:
+            say(f"describer: interrupted: {file} left as it was")
+            return EXIT_INTERRUPTED
+    say(f"describer: {file}: {report.embedded} embedded, {report.failed} failed, "
+        f"{report.already} already had one, {report.lines} lines")  # fmt: skip
+    if interrupts.stop.is_set():
+        return EXIT_INTERRUPTED
+    return EXIT_SOME_FAILED if report.failed else EXIT_OK
+
+
+@cli.command("search", context_settings=HELP)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("query")
+@click.option("-k", "--top", "k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="How many results.")
+@connection_options
+def search_command(file: Path, query: str, k: int, **options: Any) -> None:  # fmt: skip
+    """Print the K images of FILE whose descriptions are closest in meaning to QUERY.
+
+    A table on a terminal; JSON lines (source, score, description) otherwise.
+    """
+    finish(lambda: search_main(file, query, k, Config(**options)))
+
+
+async def search_main(file: Path, query: str, k: int, config: Config) -> int:
+    """The search command's body: the hits on stdout."""
+    from ..search import load_corpus, search
+
+    corpus = await asyncio.to_thread(load_corpus, file)
+    hits = await search(corpus, query, k, config)
+    if sys.stdout.isatty():
+        print_hits(hits)
+    else:
+        for hit in hits:
+            click.echo(json.dumps(hit.to_json(), ensure_ascii=False))
+    return EXIT_OK
+
+
+def check_arguments(sources: tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` for ``-`` given twice or a path that does not exist."""
+    if sources.count("-") > 1:
+        raise ConfigError("- (stdin) can be given once")
+    for source in sources:
+        if source != "-" and "://" not in source and not os.path.exists(source):
+            raise ConfigError(f"no such file or folder: {source}")

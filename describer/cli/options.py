@@ -1,0 +1,131 @@
+"""The command line's option types and the option groups commands share."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ..config import (
+    DEFAULT_EMBED_MODEL,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MODEL,
+    DEFAULT_PROMPT,
+    INLINE_LIMIT_BYTES,
+    MEDIA_KINDS,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
+HELP = {"help_option_names": ["-h", "--help"]}
+
+
+class ByteSize(click.ParamType):
+    """A size in bytes: ``50000000``, ``50MB``, ``48MiB``."""
+
+    name = "size"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, int):
+            return value
+        match = _SIZE.match(str(value))
+        if not match:
+            self.fail(f"{value!r} is not a size like 50MB or 52428800", param, ctx)
+        unit = (match.group(2) or "").lower().removesuffix("b")
+        return int(float(match.group(1)) * _UNITS[unit])
+
+
+class MediaKinds(click.ParamType):
+    """A comma-separated subset of image, pdf, audio, video."""
+
+    name = "kinds"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> frozenset[str]:
+        if isinstance(value, frozenset):
+            return value
+        kinds = frozenset(k.strip().lower() for k in str(value).split(",") if k.strip())
+        if not kinds or kinds - set(MEDIA_KINDS):
+            self.fail(f"{value!r}: choose from {', '.join(MEDIA_KINDS)}", param, ctx)
+        return kinds
+
+
+def options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """One decorator applying ``decorators`` in order (a reusable group of options)."""
+    def apply(func: F) -> F:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+model_options = options(
+    click.option("-p", "--prompt", default=DEFAULT_PROMPT, show_default=True,
+                 help="What to ask about each image."),
+    click.option("-m", "--model", envvar="DESCRIBER_MODEL", default=DEFAULT_MODEL,
+                 show_default=True, help="Gemini model (env DESCRIBER_MODEL)."),
+    click.option("--system-instruction", help="System instruction sent with every request."),
+    click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature."),
+    click.option("--max-output-tokens", type=click.IntRange(min=1), help="Cap on answer tokens."),
+    click.option("--media-resolution", type=click.Choice(["low", "medium", "high"]),
+                 help="Gemini's media_resolution: tokens per image (Gemini 3: 280, 560, 1120)."),
+)  # fmt: skip
+
+input_options = options(
+    click.option("-c", "--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
+                 help="Items in flight through download and describe."),
+    click.option("--prefetch", type=click.IntRange(min=0),
+                 help="Downloads allowed ahead of the model side [default: concurrency/2]."),
+    click.option("--media", type=MediaKinds(), default="image", show_default=True,
+                 help="What to take, comma-separated: image, pdf, audio, video."),
+    click.option("--max-side", type=click.IntRange(min=16), metavar="PX",
+                 help="Downscale images whose longer side exceeds PX before upload."),
+    click.option("--max-bytes", type=ByteSize(), default=DEFAULT_MAX_BYTES, show_default=True,
+                 help="Largest download or file accepted (e.g. 50MB)."),
+    click.option("--inline-limit", type=ByteSize(), default=INLINE_LIMIT_BYTES, show_default=True,
+                 help="Media larger than this go by the Files API (uploaded, then deleted)."),
+    click.option("--memory-budget", type=ByteSize(),
+                 help="Media bytes held in flight; bigger images wait their turn; 0: no limit "
+                      "[default: 1.75 MiB per --concurrency slot, 28 MiB at 16]."),
+    click.option("--download-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
+                 show_default=True, help="Seconds allowed for one download."),
+    click.option("--max-redirects", type=click.IntRange(min=0), default=5, show_default=True),
+    click.option("--follow-symlinks", is_flag=True, help="Follow symlinks that leave a folder."),
+)  # fmt: skip
+
+connection_options = options(
+    click.option("--base-url",
+                 help="Gemini endpoint (default: GOOGLE_GEMINI_BASE_URL, else Google's)."),
+    click.option("--max-attempts", type=click.IntRange(min=1), default=5, show_default=True,
+                 help="Tries per download and per model call (408, 429, 5xx, timeouts)."),
+    click.option("--retry-wait", type=click.FloatRange(min=0), default=1.0, show_default=True,
+                 help="First backoff in seconds; doubles per try (jittered, at most 60)."),
+    click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=180.0,
+                 show_default=True, help="Seconds allowed for one model call."),
+)  # fmt: skip
+
+embed_options = options(
+    click.option("--embed-model", default=DEFAULT_EMBED_MODEL, show_default=True,
+                 help="Embedding model."),
+    click.option("--embed-dim", type=click.IntRange(min=1),
+                 help="Vector length (output_dimensionality) [default: the model's, 3072]."),
+    click.option("--embed-batch-size", type=click.IntRange(1, 100), default=100, show_default=True,
+                 help="Texts per embedding call (at most 100: Gemini API limit)."),
+    click.option("--embed-timeout", type=click.FloatRange(min=0), default=2.0, show_default=True,
+                 help="Seconds a partial batch waits for more descriptions."),
+    click.option("--embed-rpm", type=click.IntRange(min=1),
+                 help="Embedding calls per minute allowed by your quota."),
+)  # fmt: skip
+
+output_option = click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+    help="Write JSON lines here instead of stdout (resumed when it exists).",
+)  # fmt: skip

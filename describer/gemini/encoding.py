@@ -1,0 +1,69 @@
+"""How a run's request settings are written: for online calls (google-genai types) and for
+Batch API request files (the REST JSON of a ``GenerateContentRequest``), from one place.
+
+Every request carries the media first, then the prompt, as the Gemini docs advise for
+single-image prompts (ai.google.dev/gemini-api/docs/image-understanding).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from google.genai import types
+
+from ..config import MEDIA_RESOLUTIONS, Config
+from ..model import Prepared
+
+
+def generation_settings(config: Config) -> dict[str, Any]:
+    """The ``GenerateContentConfig`` fields the run's options set (snake_case, unset ones
+    left out): ``system_instruction``, ``temperature``, ``max_output_tokens``,
+    ``media_resolution`` (as the API's enum name, e.g. ``MEDIA_RESOLUTION_LOW``)."""
+    settings = {
+        "system_instruction": config.system_instruction,
+        "temperature": config.temperature,
+        "max_output_tokens": config.max_output_tokens,
+        "media_resolution": MEDIA_RESOLUTIONS.get(config.media_resolution or ""),
+    }
+    return {name: value for name, value in settings.items() if value is not None}
+
+
+def generation_config(config: Config) -> types.GenerateContentConfig | None:
+    """The ``GenerateContentConfig`` shared by every call of a run, or None when no option is
+    set: google-genai converts a config field by field on every call (a third of the CPU
+    per small image), and with None it skips that."""
+    settings = generation_settings(config)
+    return types.GenerateContentConfig(**settings) if settings else None
+
+
+def request_json(media: dict[str, Any], config: Config) -> dict[str, Any]:
+    """One ``GenerateContentRequest`` as REST JSON (a Batch API request line's ``request``):
+    ``media`` (from :func:`inline_json` or :func:`file_json`) first, then the prompt, with
+    the settings of :func:`generation_settings`."""
+    settings = generation_settings(config)
+    body: dict[str, Any] = {
+        "contents": [{"role": "user", "parts": [media, {"text": config.prompt}]}],
+    }
+    system = settings.pop("system_instruction", None)
+    if system is not None:
+        body["systemInstruction"] = {"parts": [{"text": system}]}
+    if settings:
+        body["generationConfig"] = {_camel(name): value for name, value in settings.items()}
+    return body
+
+
+def inline_json(prepared: Prepared) -> dict[str, Any]:
+    """The REST part carrying ``prepared``'s bytes inline (standard base64)."""
+    data = base64.b64encode(prepared.data).decode("ascii")
+    return {"inlineData": {"mimeType": prepared.media.mime_type, "data": data}}
+
+
+def file_json(uri: str, mime_type: str) -> dict[str, Any]:
+    """The REST part pointing at a Files API upload."""
+    return {"fileData": {"fileUri": uri, "mimeType": mime_type}}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.title() for word in rest)

@@ -1,0 +1,38 @@
+"""Input tokens of a request before it is sent, for ``--tpm`` pacing (corrected from usage)."""
+
+from __future__ import annotations
+
+import math
+
+from ..model import Media
+
+#: Tokens per image at each --media-resolution on Gemini 3 models
+#: (ai.google.dev/gemini-api/docs/media-resolution, token counts table).
+RESOLUTION_IMAGE_TOKENS = {"low": 280, "medium": 560, "high": 1120}
+
+
+def estimate_tokens(media: Media, text: str, resolution: str | None = None) -> int:
+    """Input tokens of one request before it is sent, for ``--tpm`` pacing (then corrected).
+
+    Images: 258 tokens with both sides at most 384 px, else 258 per 768x768 tile
+    (ai.google.dev/gemini-api/docs/tokens), or the ``--media-resolution`` budget. PDFs: 258
+    per page (pages counted from ``/Type /Page``). Audio: 32 tokens per second, video about
+    300, with the duration guessed from the size (128 kbit/s audio, 2 Mbit/s video). Text:
+    about one token per 4 characters.
+    """
+    return _media_tokens(media, resolution) + math.ceil(len(text) / 4)
+
+
+def _media_tokens(media: Media, resolution: str | None) -> int:
+    kind = media.mime_type.split("/")[0]
+    if media.width is not None and media.height is not None:
+        if resolution:
+            return RESOLUTION_IMAGE_TOKENS[resolution]
+        if media.width <= 384 and media.height <= 384:
+            return 258
+        return 258 * math.ceil(media.width / 768) * math.ceil(media.height / 768)
+    if kind == "audio":
+        return math.ceil(media.bytes / 16_000 * 32)
+    if kind == "video":
+        return math.ceil(media.bytes / 250_000 * 300)
+    return 258 * max(1, media.pages)

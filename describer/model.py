@@ -1,0 +1,264 @@
+"""The data every stage passes along: sources in, media, answers and results out.
+
+Nothing here does I/O or imports a stage: ``sources`` makes :class:`Source`, ``prepare``
+makes :class:`Prepared` (with its :class:`Media`), the Gemini adapter makes :class:`Answer`,
+the pipeline and the Batch API results make :class:`Result`, and ``output`` writes it. Read
+back (resume, ``batch fetch``), a record goes through :meth:`Result.from_json`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorType(StrEnum):
+    """The ``error.type`` values a record can carry (documented in the README)."""
+
+    INVALID_SOURCE = "invalid_source"  # neither a URL nor an existing path; unsupported scheme
+    HTTP_ERROR = "http_error"  # the image host answered 4xx/5xx
+    DOWNLOAD_ERROR = "download_error"  # connection failed, redirect loop, broken transfer
+    TIMEOUT = "timeout"  # download or model call took longer than its timeout
+    TOO_LARGE = "too_large"  # over --max-bytes, over the inline limit, decompression bomb
+    NOT_AN_IMAGE = "not_an_image"  # empty, HTML, text or unknown bytes
+    UNSUPPORTED_FORMAT = "unsupported_format"  # a known format Gemini cannot take (e.g. SVG)
+    CORRUPT_IMAGE = "corrupt_image"  # truncated or undecodable image data
+    BLOCKED = "blocked"  # prompt or answer blocked by safety filters
+    MAX_TOKENS = "max_tokens"  # answer cut at --max-output-tokens (partial text kept)
+    EMPTY_RESPONSE = "empty_response"  # the model answered with no text
+    RATE_LIMITED = "rate_limited"  # 429 RESOURCE_EXHAUSTED from the API
+    API_ERROR = "api_error"  # any other error from the Gemini API or the connection to it
+    INTERNAL_ERROR = "internal_error"  # a bug in describer; logged with its traceback on stderr
+
+
+@dataclass(frozen=True, slots=True)
+class ItemError:
+    """A per-item failure as written in the record: ``{"type": ..., "message": ...}``."""
+
+    type: ErrorType
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        """The JSON shape of ``error`` in a record."""
+        return {"type": str(self.type), "message": self.message}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ItemError:
+        """Read ``{"type", "message"}``; an unknown type reads as ``api_error``."""
+        kind = data.get("type")
+        known = kind in ErrorType._value2member_map_
+        return cls(ErrorType(kind) if known else ErrorType.API_ERROR, str(data.get("message", "")))
+
+
+class SourceKind(StrEnum):
+    """What a source points at."""
+
+    URL = "url"
+    PATH = "path"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One item to describe.
+
+    ``ref`` is the source as the user wrote it (the record's ``source``); ``location`` is the URL
+    or the absolute path; for an ``INVALID`` source, ``problem`` says why.
+    """
+
+    ref: str
+    kind: SourceKind
+    location: str
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """What was sent (or, as ``original``, what was downloaded): an image, PDF, audio or video.
+
+    ``width``/``height`` are in pixels as displayed (EXIF orientation applied), ``None`` for
+    documents, audio and video; ``bytes`` is the size of the encoded data; ``pages`` counts a
+    PDF's ``/Type /Page`` objects (0 for other media).
+    """
+
+    mime_type: str
+    width: int | None
+    height: int | None
+    bytes: int
+    pages: int = 0
+
+    @property
+    def kind(self) -> str:
+        """``image``, ``pdf``, ``audio`` or ``video``, from the MIME type."""
+        if self.mime_type == "application/pdf":
+            return "pdf"
+        return self.mime_type.split("/", 1)[0]
+
+    def to_json(self) -> dict[str, str | int | None]:
+        """The JSON shape of ``image`` in a record (``pages`` only for PDFs)."""
+        shape: dict[str, str | int | None] = {
+            "mime_type": self.mime_type,
+            "width": self.width,
+            "height": self.height,
+            "bytes": self.bytes,
+        }
+        if self.kind == "pdf":
+            shape["pages"] = self.pages
+        return shape
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Media:
+        """Read what :meth:`to_json` wrote (extra keys such as ``original`` are ignored)."""
+        return cls(data["mime_type"], data.get("width"), data.get("height"), data["bytes"],
+                   data.get("pages", 0))  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Bytes ready for ``types.Part.from_bytes``; ``original`` is set when they were re-encoded."""
+
+    data: bytes
+    media: Media
+    original: Media | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens of one call: ``input_tokens`` (prompt incl. media), ``output_tokens``
+    (answer plus any thinking tokens, as billed), from the response's ``usage_metadata``."""
+
+    input_tokens: int
+    output_tokens: int
+
+    def to_json(self) -> dict[str, int]:
+        """The JSON shape of ``usage`` in a record."""
+        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Usage:
+        """Read ``{"input_tokens", "output_tokens"}``."""
+        return cls(int(data.get("input_tokens", 0)), int(data.get("output_tokens", 0)))
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the model said about one item; ``error`` is set when there is no usable text
+    (blocked, cut, empty) or when the call itself failed after its retries.
+
+    ``attempts`` counts the model calls made; ``latency_ms`` is the wall time of the last
+    (``None`` for Batch API answers and failed calls).
+    """
+
+    text: str | None
+    finish_reason: str | None
+    usage: Usage | None
+    latency_ms: int | None
+    error: ItemError | None = None
+    attempts: int = 1
+
+    @classmethod
+    def failed(cls, error: ItemError, attempts: int) -> Answer:
+        """No answer: the call failed ``attempts`` times, the last with ``error``."""
+        return cls(None, None, None, None, error, attempts)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What happened to one source. Exactly one per distinct source of a run.
+
+    ``description`` is the model's text (``None`` on failure; partial on ``max_tokens``);
+    ``error`` is ``None`` on success. ``media`` describes the bytes sent (the record's
+    ``image`` key), ``original`` the downloaded file when it was re-encoded. ``latency_ms`` is
+    the wall time of the last model call; ``attempts`` counts model calls made (0 when the item
+    failed before reaching Gemini). With ``--embed``: ``embedding`` (floats) and
+    ``embedding_model``, or ``embedding_error``.
+    """
+
+    source: str
+    model: str
+    prompt: str
+    description: str | None = None
+    error: ItemError | None = None
+    usage: Usage | None = None
+    media: Media | None = None
+    original: Media | None = None
+    finish_reason: str | None = None
+    latency_ms: int | None = None
+    attempts: int = 0
+    embedding: list[float] | None = None
+    embedding_model: str | None = None  # set when an embedding was asked for
+    embedding_error: ItemError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the source was described."""
+        return self.error is None
+
+    @classmethod
+    def described(
+        cls,
+        source: str,
+        model: str,
+        prompt: str,
+        answer: Answer,
+        media: Media | None = None,
+        original: Media | None = None,
+    ) -> Result:
+        """The record for a model answer (which may itself carry an error), about ``media``
+        (re-encoded from ``original`` when that is set)."""
+        return cls(
+            source, model, prompt, answer.text, answer.error, answer.usage, media, original,
+            answer.finish_reason, answer.latency_ms, answer.attempts,
+        )  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as a JSON object (the schema documented in the README)."""
+        image = None
+        if self.media is not None:
+            image = self.media.to_json()
+            image["original"] = self.original.to_json() if self.original else None
+        return {
+            "source": self.source,
+            "description": self.description,
+            "error": self.error.to_json() if self.error else None,
+            "model": self.model,
+            "prompt": self.prompt,
+            "usage": self.usage.to_json() if self.usage else None,
+            "image": image,
+            "finish_reason": self.finish_reason,
+            "latency_ms": self.latency_ms,
+            "attempts": self.attempts,
+        } | self._embedding_json()
+
+    def _embedding_json(self) -> dict[str, Any]:
+        if self.embedding_model is None:
+            return {}
+        error = self.embedding_error.to_json() if self.embedding_error else None
+        return {"embedding": self.embedding, "embedding_model": self.embedding_model,
+                "embedding_error": error}  # fmt: skip
+
+    def to_line(self) -> str:
+        """The record as one line of JSON, newline included."""
+        return json.dumps(self.to_json(), ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Result:
+        """Read a record written by :meth:`to_json`. Raises ``KeyError``/``TypeError``/
+        ``ValueError`` when ``data`` is not one (see :func:`is_record`)."""
+        image = data.get("image")
+        original = image.get("original") if isinstance(image, dict) else None
+        return cls(
+            str(data["source"]), str(data["model"]), str(data["prompt"]),
+            data.get("description"), _optional(ItemError, data.get("error")),
+            _optional(Usage, data.get("usage")), _optional(Media, image),
+            _optional(Media, original), data.get("finish_reason"), data.get("latency_ms"),
+            int(data.get("attempts", 0)), data.get("embedding"), data.get("embedding_model"),
+            _optional(ItemError, data.get("embedding_error")),
+        )  # fmt: skip
+
+
+def _optional(kind: Any, data: Any) -> Any:
+    return kind.from_json(data) if isinstance(data, dict) else None
+

@@ -1,0 +1,102 @@
+"""What a run tells the person at the terminal, on stderr: the progress bar, notices, and the
+summary line (counts, tokens, estimated cost, rate)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from .cost import describe_cost
+from .model import Result
+from .sources import SourceStats
+
+
+@dataclass
+class Tally:
+    """Running totals for the summary line."""
+
+    described: int = 0
+    failed: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    embedded: int = 0
+    embedding_failed: int = 0
+    model: str = ""
+    batch: bool = False  # Batch API prices (half)
+    media: frozenset[str] = frozenset({"image"})  # the --media kinds taken, for the wording
+    started: float = field(default_factory=time.perf_counter)
+
+    def add(self, result: Result) -> None:
+        """Count one record."""
+        if result.error is None:
+            self.described += 1
+        else:
+            self.failed += 1
+            self.errors[str(result.error.type)] += 1
+        if result.usage is not None:
+            self.input_tokens += result.usage.input_tokens
+            self.output_tokens += result.usage.output_tokens
+        if result.embedding is not None:
+            self.embedded += 1
+        if result.embedding_error is not None:
+            self.embedding_failed += 1
+
+    def summary(self, sources: SourceStats, interrupted: bool = False) -> str:
+        """One line: described, failed (by type), skipped, tokens, cost, elapsed, rate (images/s,
+        or items/s when ``media`` takes more than images)."""
+        elapsed = time.perf_counter() - self.started
+        done = self.described + self.failed
+        failed = f"{self.failed} failed"
+        if self.errors:
+            failed += " (" + ", ".join(f"{n} {kind}" for kind, n in self.errors.most_common()) + ")"
+        noun = "images" if self.media == {"image"} else "items"
+        kinds = "/".join(sorted(self.media, key=("image", "pdf", "audio", "video").index))
+        taken = "images" if noun == "images" else kinds
+        parts = [f"{self.described} described", failed, f"{sources.skipped} skipped (not {taken})"]
+        if sources.duplicates:
+            parts.append(f"{sources.duplicates} duplicates")
+        if sources.already_done:
+            parts.append(f"{sources.already_done} already described (resumed)")
+        if sources.symlinks_skipped:
+            parts.append(f"{sources.symlinks_skipped} symlinks outside the folder not followed")
+        if self.embedded or self.embedding_failed:
+            parts.append(f"{self.embedded} embedded, {self.embedding_failed} embeddings failed")
+        parts.append(f"tokens {self.input_tokens:,} in / {self.output_tokens:,} out")
+        if self.model:
+            cost = describe_cost(self.model, self.input_tokens, self.output_tokens, self.batch)
+            parts.append(cost)
+        rate = done / elapsed if elapsed > 0 else 0.0
+        parts.append(f"{elapsed:.1f} s, {rate:.1f} {noun}/s")
+        head = "describer: interrupted: " if interrupted else "describer: "
+        return head + ", ".join(parts)
+
+
+class Progress:
+    """A tqdm bar on stderr, or nothing when disabled (stderr not a terminal by default)."""
+
+    def __init__(self, enabled: bool | None) -> None:
+        show = sys.stderr.isatty() if enabled is None else enabled
+        self._bar = tqdm(unit="img", file=sys.stderr, dynamic_ncols=True) if show else None
+
+    def update(self, tally: Tally) -> None:
+        """Advance by one finished item."""
+        if self._bar is not None:
+            self._bar.set_postfix(failed=tally.failed, refresh=False)
+            self._bar.update(1)
+
+    def write(self, line: str) -> None:
+        """Print a line on stderr without breaking the bar."""
+        if self._bar is not None:
+            self._bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """Remove the bar."""
+        if self._bar is not None:
+            self._bar.close()
