@@ -49,9 +49,9 @@ from google import genai
 from google.genai import types
 
 from describer import Config
-from describer.gemini import Connection, create_client, open_session
 from describer.embed import Embedder, EmbedOutcome, embed_stream
 from describer.emulator import EmulatorSettings, GeminiEmulator
+from describer.gemini import Connection, create_client, open_session
 
 SEED = 0
 API_KEY = "bench-key"

@@ -15,8 +15,8 @@ from conftest import TEST_KEY, cli
 from imaging import jpeg, sha256
 
 from describer import Config, ConfigError
-from describer.gemini import check_credentials
 from describer.emulator import EmulatorSettings, GeminiEmulator
+from describer.gemini import check_credentials
 
 
 @pytest.fixture
