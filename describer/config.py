@@ -39,43 +39,58 @@ MEDIA_KINDS = ("image", "pdf", "audio", "video")
 class Config:
     """Everything a run needs; immutable so stages can share it freely.
 
+    Flat on purpose: each field is one command-line option (and its environment variable),
+    so the CLI builds it with ``Config(**options)`` and a library user with keywords; the
+    sections below group the fields for the reader.
+
     Times are in seconds, sizes in bytes or pixels as named. ``api_key`` is optional: when
     ``None`` the google-genai client reads ``GEMINI_API_KEY``/``GOOGLE_API_KEY`` or the Vertex
     AI variables itself. It is excluded from ``repr`` so it never lands in a log.
     """
 
+    # What to ask (the request settings, encoded once in describer.gemini.encoding)
     prompt: str = DEFAULT_PROMPT
     model: str = DEFAULT_MODEL
     system_instruction: str | None = None
     temperature: float | None = None
     max_output_tokens: int | None = None
-    concurrency: int = 16
-    prefetch: int | None = None  # downloads allowed ahead of the model side; None: concurrency // 2
+    media_resolution: str | None = None  # low, medium, high: Gemini's media_resolution
+
+    # What to take, and how it is read and prepared
+    media: frozenset[str] = frozenset({"image"})  # --media kinds taken: image, pdf, audio, video
+    follow_symlinks: bool = False
     max_side: int | None = None
     max_bytes: int = DEFAULT_MAX_BYTES
-    download_timeout: float = 60.0
-    request_timeout: float = 180.0
-    max_redirects: int = 5
-    follow_symlinks: bool = False
-    media: frozenset[str] = frozenset({"image"})  # --media kinds taken: image, pdf, audio, video
-    media_resolution: str | None = None  # low, medium, high: Gemini's media_resolution
     inline_limit: int = INLINE_LIMIT_BYTES  # larger media are sent with the Files API
+    download_timeout: float = 60.0
+    max_redirects: int = 5
+
+    # Limits: how much at once, how fast, how much memory
+    concurrency: int = 16
+    prefetch: int | None = None  # downloads allowed ahead of the model side; None: concurrency // 2
     memory_budget: int | None = None  # media bytes in flight; None: per slot; 0: no limit
     rpm: int | None = None  # requests per minute allowed by the quota
     tpm: int | None = None  # input tokens per minute allowed by the quota
     quota_window: float = 60.0  # seconds over which --rpm/--tpm are counted (Gemini: a minute)
+
+    # Retries and the connection to Gemini
     max_attempts: int = 5  # tries per download and per model call
     retry_wait: float = 1.0  # first backoff in seconds; doubles per attempt, capped at 60
-    overwrite: bool = False  # start -o FILE afresh instead of resuming it
+    request_timeout: float = 180.0
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+
+    # Embeddings (--embed, embed FILE, search)
     embed: bool = False  # add an embedding of each description (--embed)
     embed_model: str = DEFAULT_EMBED_MODEL
     embed_dim: int | None = None  # output_dimensionality; None: the model's (3072)
     embed_batch_size: int = 100  # texts per embed_content call, at most 100 (Gemini API limit)
     embed_timeout: float = 2.0  # seconds a partial batch waits for more texts
     embed_rpm: int | None = None  # embedding calls per minute allowed by the quota
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
+
+    # Output
     output: Path | None = None
+    overwrite: bool = False  # start -o FILE afresh instead of resuming it
     progress: bool | None = None  # None: show a bar when stderr is a terminal
 
     def __post_init__(self) -> None:
