@@ -158,7 +158,12 @@ class _BoundedMap(Generic[S, R]):
             self._results.close_nowait()
 
     async def _one(self, item: S) -> None:
-        self._results.put_nowait(await self._process(item))
+        try:
+            result = await self._process(item)
+        except Exception as exc:  # a bug in process: the consumer re-raises it (ends the run)
+            self._results.close_nowait(exc)
+            return
+        self._results.put_nowait(result)
 
 
 async def _cancel_when_set(event: asyncio.Event, task: asyncio.Task[None]) -> None:

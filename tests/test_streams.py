@@ -1,0 +1,34 @@
+"""bounded_map: what happens when the function it maps raises instead of returning a result."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from describer._streams import bounded_map
+
+
+async def test_an_exception_from_process_ends_the_stream_with_it_instead_of_losing_the_item(
+) -> None:
+    async def process(item: int) -> int:
+        if item == 3:
+            raise RuntimeError("a bug on item 3")
+        return item
+
+    got: list[int] = []
+    with pytest.raises(RuntimeError, match="a bug on item 3"):
+        async with asyncio.timeout(10):  # a bound on a hang, not a measurement
+            async for result in bounded_map(iter(range(10)), process, limit=2):
+                got.append(result)
+    assert 3 not in got and len(got) < 10  # the stream ended there
+
+
+async def test_failing_items_do_not_leak_their_slots() -> None:
+    async def process(item: int) -> int:
+        raise RuntimeError(f"a bug on item {item}")
+
+    with pytest.raises(RuntimeError, match="a bug on item"):
+        async with asyncio.timeout(10):  # before the fix: every slot leaked, a hang
+            async for _ in bounded_map(iter(range(10)), process, limit=2):
+                pass
