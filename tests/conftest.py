@@ -21,6 +21,23 @@ from describer.cli.commands import describe_main
 from describer.emulator import EmulatorSettings, GeminiEmulator, ImageServer
 
 TEST_KEY = "test-key-not-secret"
+#: Variables that would let a test read the developer's real credentials or settings.
+ISOLATED_VARIABLES = (
+    "GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_CLOUD_PROJECT",
+    "GOOGLE_CLOUD_LOCATION", "GOOGLE_GEMINI_BASE_URL", "DESCRIBER_MODEL", "DESCRIBER_RPM",
+    "DESCRIBER_TPM",
+)
+#: Runs the describe-images command line in a child process.
+CLI = [sys.executable, "-c", "from describer.cli import main; main()"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every test: no key or describer setting from the developer's environment, and job
+    records in a fresh ``DESCRIBER_HOME``. Fixtures that need a key set it explicitly."""
+    for name in ISOLATED_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DESCRIBER_HOME", str(tmp_path / "describer-home"))
 
 
 @pytest.fixture
@@ -40,8 +57,6 @@ async def images() -> AsyncIterator[ImageServer]:
 @pytest.fixture
 def gemini_env(monkeypatch: pytest.MonkeyPatch, emulator: GeminiEmulator) -> GeminiEmulator:
     """Point the real google-genai client at the emulator with a dummy key."""
-    for name in ("GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_CLOUD_PROJECT"):
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emulator.base_url)
     return emulator
@@ -74,16 +89,28 @@ async def describe_run(
     return Outcome(code, records, captured.err)
 
 
+def _child_env(env: dict[str, str]) -> dict[str, str]:
+    """PATH, HOME, LANG and the isolated DESCRIBER_HOME of this process, plus ``env``: a
+    child sees no other variable of the developer's environment."""
+    names = ("PATH", "HOME", "LANG", "DESCRIBER_HOME")
+    return {**{k: os.environ[k] for k in names if k in os.environ}, **env}
+
+
 def cli(
     args: list[str], env: dict[str, str], stdin: str | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``describe-images`` in a child process with exactly ``env`` added to PATH/HOME."""
-    base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    """Run ``describe-images ARGS`` to the end in a child process (see :func:`_child_env`)."""
     return subprocess.run(
-        [sys.executable, "-c", "from describer.cli import main; main()", *args],
-        input=stdin, capture_output=True, text=True, env={**base, **env}, timeout=timeout,
-        check=False,
+        [*CLI, *args], input=stdin, capture_output=True, text=True, env=_child_env(env),
+        timeout=timeout, check=False,
     )
+
+
+def cli_process(args: list[str], env: dict[str, str], **popen: Any) -> subprocess.Popen[str]:
+    """Start ``describe-images ARGS`` in a child process (stdout and stderr piped unless
+    ``popen`` says otherwise), for tests that signal it while it runs."""
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+    return subprocess.Popen([*CLI, *args], text=True, env=_child_env(env), **popen)
 
 
 @pytest.fixture

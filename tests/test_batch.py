@@ -6,38 +6,45 @@ import json
 import math
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import TEST_KEY, cli, describe_run
 from imaging import jpeg, sha256
 
+from describer import Config, pipeline
+from describer.batch import MAX_FILE_BYTES, MAX_REQUESTS
+from describer.cli.batch import fetch_main, submit_main
 from describer.cost import estimate
 from describer.emulator import GeminiEmulator
 
 
 @pytest.fixture
-def batch_env(tmp_path: Path) -> tuple[GeminiEmulator, dict[str, str]]:
-    """An emulator on its own thread and the environment for describe-images processes."""
-    return GeminiEmulator(), {"DESCRIBER_HOME": str(tmp_path / "home")}
+def batch_emulator() -> GeminiEmulator:
+    """An emulator to run on its own thread, for describe-images processes (their job records
+    go to the test's DESCRIBER_HOME: see conftest.isolated_env)."""
+    return GeminiEmulator()
 
 
-def _env(emulator: GeminiEmulator, extra: dict[str, str]) -> dict[str, str]:
-    return {"GEMINI_API_KEY": TEST_KEY, "GOOGLE_GEMINI_BASE_URL": emulator.base_url, **extra}
+def _env(emulator: GeminiEmulator) -> dict[str, str]:
+    return {"GEMINI_API_KEY": TEST_KEY, "GOOGLE_GEMINI_BASE_URL": emulator.base_url}
 
 
 def _lines(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def test_submit_status_fetch_from_fresh_processes(batch_env, write_files, tmp_path: Path) -> None:
-    emulator, home = batch_env
+def test_submit_status_fetch_from_fresh_processes(
+    batch_emulator: GeminiEmulator, write_files, tmp_path: Path
+) -> None:
+    emulator = batch_emulator
     bad = jpeg(seed=2)
     folder = write_files({"a.jpg": jpeg(seed=0), "b.jpg": jpeg(seed=1), "bad.jpg": bad,
                           "broken.jpg": b"\xff\xd8\xff truncated"})
     emulator.script(sha256(bad), "fail:400")
     out = tmp_path / "out.jsonl"
     with emulator.in_thread():
-        env = _env(emulator, home)
+        env = _env(emulator)
         submitted = cli(["batch", "submit", str(folder), "-p", "3 words"], env)
         assert submitted.returncode == 0, submitted.stderr
         job = submitted.stdout.strip()
@@ -60,12 +67,77 @@ def test_submit_status_fetch_from_fresh_processes(batch_env, write_files, tmp_pa
     assert emulator.batch.stats.batch_jobs_created == 1
 
 
-def test_large_inputs_split_into_several_jobs(batch_env, write_files, tmp_path: Path) -> None:
-    emulator, home = batch_env
+async def _submit_and_fetch(
+    capsys: pytest.CaptureFixture[str], folder: Path, out: Path, **options: Any
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """``batch submit FOLDER`` then ``batch fetch JOB -o OUT --wait`` in this event loop:
+    submit's stderr, and the fetched records by source."""
+    config = Config(output=out, **options)
+    assert await submit_main((str(folder),), config, (MAX_FILE_BYTES, MAX_REQUESTS), None) == 0
+    job = capsys.readouterr()
+    await fetch_main(job.out.strip(), config, wait=0.0)
+    return job.err, {r["source"]: r for r in _lines(out.read_text())}
+
+
+async def test_fetch_keeps_media_attempts_and_the_records_of_items_failed_before_submission(
+    gemini_env: GeminiEmulator, capsys: pytest.CaptureFixture[str], write_files, tmp_path: Path
+) -> None:
+    good, refused = jpeg(320, 240, seed=0), jpeg(200, 100, seed=1)
+    broken = jpeg(seed=2)[:1000]  # cut short
+    gemini_env.script(sha256(refused), "fail:400")
+    folder = write_files({"good.jpg": good, "refused.jpg": refused, "broken.jpg": broken})
+    _, records = await _submit_and_fetch(
+        capsys, folder, tmp_path / "out.jsonl", model="gemini-test", prompt="3 words"
+    )
+    described, failed, before = (records[str(folder / n)] for n in
+                                 ("good.jpg", "refused.jpg", "broken.jpg"))
+    assert described["error"] is None and failed["error"]["type"] == "api_error"
+    assert described["image"] == {"mime_type": "image/jpeg", "width": 320, "height": 240,
+                                  "bytes": len(good), "original": None}
+    assert failed["image"] == {"mime_type": "image/jpeg", "width": 200, "height": 100,
+                               "bytes": len(refused), "original": None}
+    assert described["attempts"] == failed["attempts"] == 1  # one request each, in the batch
+    assert {k: before[k] for k in ("error", "model", "prompt", "image", "attempts")} == {
+        "error": {"type": "corrupt_image",
+                  "message": "truncated JPEG file (1,000 bytes)"},
+        "model": "gemini-test", "prompt": "3 words", "image": None, "attempts": 0,
+    }
+
+
+async def test_a_bug_loading_one_item_costs_it_an_internal_error_and_the_others_are_submitted(
+    gemini_env: GeminiEmulator, capsys: pytest.CaptureFixture[str], write_files, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    files = {f"{i}.jpg": jpeg(seed=i) for i in range(3)}
+    folder = write_files(files)
+    real_prepare = pipeline.prepare
+
+    def prepare_with_a_bug(data: bytes, *args: Any) -> Any:
+        # Stands in for a bug in a stage (an exception no stage expects), on one item only;
+        # patching the stage is the only way to make describer have a bug on purpose.
+        if data == files["1.jpg"]:
+            raise RuntimeError("a bug on this item")
+        return real_prepare(data, *args)
+
+    monkeypatch.setattr(pipeline, "prepare", prepare_with_a_bug)
+    submitted, records = await _submit_and_fetch(capsys, folder, tmp_path / "out.jsonl")
+    assert "2 requests in 1 job(s), 1 failed before submission" in submitted
+    assert gemini_env.batch.stats.requests_per_job == [2]
+    assert sorted(records) == [str(folder / n) for n in sorted(files)]  # one record each
+    assert records[str(folder / "1.jpg")]["error"] == {
+        "type": "internal_error", "message": "RuntimeError: a bug on this item"
+    }
+    assert all(records[str(folder / n)]["error"] is None for n in ("0.jpg", "2.jpg"))
+
+
+def test_large_inputs_split_into_several_jobs(
+    batch_emulator: GeminiEmulator, write_files, tmp_path: Path
+) -> None:
+    emulator = batch_emulator
     folder = write_files({f"{i}.jpg": jpeg(64, 48, seed=i) for i in range(7)})
     out = tmp_path / "out.jsonl"
     with emulator.in_thread():
-        env = _env(emulator, home)
+        env = _env(emulator)
         done = cli(["batch", "submit", str(folder), "--batch-max-requests", "3", "--wait",
                     "--poll-interval", "0.01", "-o", str(out)], env)
     assert done.returncode == 0, done.stderr
@@ -74,11 +146,11 @@ def test_large_inputs_split_into_several_jobs(batch_env, write_files, tmp_path: 
     assert len({r["source"] for r in _lines(out.read_text())}) == 7
 
 
-def test_cancel(batch_env, write_files) -> None:
-    emulator, home = batch_env
+def test_cancel(batch_emulator: GeminiEmulator, write_files) -> None:
+    emulator = batch_emulator
     folder = write_files({"a.jpg": jpeg()})
     with emulator.in_thread():
-        env = _env(emulator, home)
+        env = _env(emulator)
         job = cli(["batch", "submit", str(folder)], env).stdout.strip()
         cancelled = cli(["batch", "cancel", job], env)
         listed = cli(["batch", "list"], env)
@@ -89,9 +161,8 @@ def test_cancel(batch_env, write_files) -> None:
     assert record["error"]["message"].endswith("ended JOB_STATE_CANCELLED")
 
 
-def test_unknown_job_is_a_clear_error(batch_env) -> None:
-    _, home = batch_env
-    done = cli(["batch", "status", "nope"], {"GEMINI_API_KEY": TEST_KEY, **home})
+def test_unknown_job_is_a_clear_error() -> None:
+    done = cli(["batch", "status", "nope"], {"GEMINI_API_KEY": TEST_KEY})
     assert done.returncode == 2 and "no batch job 'nope'" in done.stderr
 
 

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY, cli
+from conftest import TEST_KEY, cli, cli_process
 from imaging import jpeg, sha256
 
-from describer import Config, ConfigError
+from describer import Config, ConfigError, __version__
 from describer.emulator import EmulatorSettings, GeminiEmulator
 from describer.gemini import check_credentials
 
@@ -45,6 +42,13 @@ def test_paths_on_stdin(env: dict[str, str], write_files) -> None:
         str(folder / "a.jpg"), str(folder / "b.jpg")
     ]
     assert "2 described, 0 failed" in done.stderr
+
+
+def test_version_prints_the_package_version() -> None:
+    done = cli(["--version"], {})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "describe-images, version 0.1.0\n"
+    assert done.stdout == f"describe-images, version {__version__}\n"  # not a copy of it
 
 
 def test_no_credentials_is_one_line_and_exit_2(write_files) -> None:
@@ -84,14 +88,6 @@ def test_some_failed_exit_1_and_output_file(env: dict[str, str], write_files, tm
     assert errors[str(folder / "b.jpg")]["type"] == "corrupt_image"
 
 
-def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    base = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
-    return subprocess.Popen(
-        [sys.executable, "-c", "from describer.cli import main; main()", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**base, **env},
-    )
-
-
 def _slow_folder(write_files, emulator: GeminiEmulator, slow: int, seconds: float) -> Path:
     files = {"a.jpg": jpeg(seed=0)}
     for i in range(1, slow + 1):
@@ -105,7 +101,7 @@ def test_lines_are_flushed_as_items_complete(
     env: dict[str, str], threaded_emulator: GeminiEmulator, write_files
 ) -> None:
     folder = _slow_folder(write_files, threaded_emulator, slow=1, seconds=4)
-    proc = _start([str(folder), "--no-progress"], env)
+    proc = cli_process([str(folder), "--no-progress"], env)
     first = json.loads(proc.stdout.readline())
     still_running = proc.poll() is None  # the slow item is still at the model
     rest, _ = proc.communicate(timeout=30)
@@ -118,7 +114,7 @@ def test_ctrl_c_finishes_items_in_flight_and_exits_130(
     env: dict[str, str], threaded_emulator: GeminiEmulator, write_files
 ) -> None:
     folder = _slow_folder(write_files, threaded_emulator, slow=6, seconds=1.5)
-    proc = _start([str(folder), "-c", "2", "--prefetch", "0", "--no-progress"], env)
+    proc = cli_process([str(folder), "-c", "2", "--prefetch", "0", "--no-progress"], env)
     first = proc.stdout.readline()
     proc.send_signal(signal.SIGINT)
     rest, stderr = proc.communicate(timeout=30)

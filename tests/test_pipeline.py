@@ -11,7 +11,7 @@ from aioresponses import aioresponses
 from conftest import Outcome, describe_run
 from imaging import SAMPLES, jpeg, sha256
 
-from describer import Config, describe_stream
+from describer import Config, RunReport, describe_stream, run
 from describer.emulator import GeminiEmulator, ImageServer
 
 RECORD_KEYS = {
@@ -115,6 +115,28 @@ async def test_results_stream_in_completion_order(
     order = [r.source async for r in describe_stream(sources, Config(concurrency=8))]
     assert order[-1] == images.url("/slow.jpg")  # first in, last out: nothing waits for it
     assert len(order) == 6
+
+
+async def test_run_returns_a_report_and_leaves_the_summary_line_to_the_command(
+    gemini_env: GeminiEmulator, capsys: pytest.CaptureFixture[str], write_files
+) -> None:
+    folder = write_files({"a.jpg": jpeg(seed=1), "b.jpg": jpeg(seed=2)[:1000], "c.txt": b"x"})
+    report = await run(Config(progress=False), [str(folder)])
+    printed = capsys.readouterr()
+    assert isinstance(report, RunReport)
+    assert (report.tally.described, report.tally.failed, report.sources.skipped) == (1, 1, 1)
+    assert not report.all_ok and not report.interrupted
+    assert len(printed.out.splitlines()) == 2  # the two records
+    assert printed.err == ""  # no summary line from the library call
+    assert report.summary().startswith(
+        "describer: 1 described, 1 failed (1 corrupt_image), 1 skipped (not images)"
+    )
+    out = await describe_run(capsys, [str(folder)])  # the describe command's body
+    assert out.code == 1
+    [line] = out.stderr.splitlines()  # the summary line, printed once
+    assert line.startswith(
+        "describer: 1 described, 1 failed (1 corrupt_image), 1 skipped (not images)"
+    )
 
 
 async def test_library_stop_event_finishes_started_items_only(

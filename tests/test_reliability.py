@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import describe_run
+from conftest import cli, cli_process, describe_run
 from imaging import jpeg, sha256
 
 from describer.emulator import GeminiEmulator, ImageServer
+from describer.errors import ItemFailure
+from describer.limits import AdaptiveLimit, Throttle, estimate_tokens
+from describer.model import ErrorType, Media
 
 FAST_RETRY = {"retry_wait": 0.01}
 
@@ -57,14 +60,46 @@ async def test_unknown_quota_backs_off_and_finishes(
 async def test_429_pauses_the_whole_run_for_retry_delay(
     gemini_env: GeminiEmulator, images: ImageServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    gemini_env.configure(rpm=2, quota_window=2.0)
-    urls = _serve(images, 4)
-    out = await describe_run(capsys, urls, concurrency=4, **FAST_RETRY)
-    assert out.code == 0
-    times = sorted(gemini_env.stats.request_times)
-    first_refused = times[2]  # the third request in the window is refused, "retryDelay": "2s"
-    later = [t for t in times if t > first_refused + 0.5]
-    assert later and min(later) - times[0] >= 1.9  # nobody came back before the delay
+    # One request per 1 s window, one model call at a time (so each request is sent after the
+    # answer to the one before it) and all three items in flight. A refusal says "retryDelay":
+    # "1s"; the refused item waits that long anyway, but without a shared pause the next item
+    # would be sent (and refused) at once, and so on down the queue.
+    gemini_env.configure(rpm=1, quota_window=1.0)
+    urls = _serve(images, 3)
+    out = await describe_run(capsys, urls, concurrency=1, prefetch=2, **FAST_RETRY)
+    assert out.code == 0 and all(r["error"] is None for r in out.records)
+    stats = gemini_env.stats
+    times = stats.request_times
+    # sent, refused, (pause) sent, refused, (pause) sent: one 429 per window, not one per item
+    assert (stats.generate_requests, stats.rate_limited) == (5, 2)
+    assert times[2] - times[1] >= 1.0 and times[4] - times[3] >= 1.0  # nobody sent in the pause
+    assert sum(r["attempts"] for r in out.records) == 5
+
+
+async def test_a_429_in_one_permit_holds_back_every_other_call_until_the_gate_reopens() -> None:
+    throttle = Throttle(concurrency=1)  # B queues for the slot while A is at the model
+    inside = asyncio.Event()
+    refused_at: list[float] = []
+    sent_at: dict[str, float] = {}
+
+    async def a_refused_call() -> None:
+        async with throttle.permit(258):
+            inside.set()
+            refused_at.append(time.monotonic())
+            raise ItemFailure(ErrorType.RATE_LIMITED, "429 RESOURCE_EXHAUSTED", retry_after=1.0)
+
+    async def call(name: str) -> None:
+        async with throttle.permit(258):
+            sent_at[name] = time.monotonic()
+
+    refused = asyncio.create_task(a_refused_call())
+    await inside.wait()
+    queued = asyncio.create_task(call("B"))  # waiting for the slot A holds
+    with pytest.raises(ItemFailure):
+        await refused
+    await asyncio.gather(queued, call("C"))  # C comes after the 429
+    # Neither went before the retry delay was over, though the slot was free at once.
+    assert min(sent_at.values()) - refused_at[0] >= 1.0
 
 
 async def test_transient_503s_are_retried_and_described(
@@ -155,12 +190,7 @@ async def test_a_foreign_file_is_not_resumed_into(
 
 
 def _env(emulator: GeminiEmulator, key: str) -> dict[str, str]:
-    base = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
-    return {**base, "GEMINI_API_KEY": key, "GOOGLE_GEMINI_BASE_URL": emulator.base_url}
-
-
-def _cli(args: list[str]) -> list[str]:
-    return [sys.executable, "-c", "from describer.cli import main; main()", *args]
+    return {"GEMINI_API_KEY": key, "GOOGLE_GEMINI_BASE_URL": emulator.base_url}
 
 
 def _wait_for_lines(path: Path, count: int, deadline: float = 30.0) -> None:
@@ -182,15 +212,15 @@ def test_kill_9_then_resume_gives_one_success_per_source_and_no_repeat_calls(
     with emulator.in_thread():
         emulator.configure(latency=(0.2, 0.4))
         env = _env(emulator, "any-key-value")
-        args = _cli([str(folder), "-o", str(out_file), "-c", "2"])
-        proc = subprocess.Popen(args, env=env, stderr=subprocess.DEVNULL)
+        args = [str(folder), "-o", str(out_file), "-c", "2"]
+        proc = cli_process(args, env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_for_lines(out_file, 3)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         sent_before = Counter(r.sha256 for r in emulator.stats.images)
         left = out_file.read_bytes().split(b"\n")[:-1]  # whole lines only
         written_first = {json.loads(line)["source"] for line in left}
-        done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+        done = cli(args, env)
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in out_file.read_text().splitlines()]
     assert Counter(r["source"] for r in records if r["error"] is None) == Counter(
@@ -218,25 +248,96 @@ def test_the_api_key_never_appears_in_any_output(
     emulator.script(sha256(flaky), "fail:503:9")
     with emulator.in_thread():
         env = {**_env(emulator, key), "GOOGLE_API_KEY": key}
-        done = subprocess.run(
-            _cli([str(folder), "-o", str(out_file), "--max-attempts", "2", "--retry-wait", "0",
-                  "--progress"]),
-            env=env, capture_output=True, text=True, check=False,
-        )
+        done = cli([str(folder), "-o", str(out_file), "--max-attempts", "2", "--retry-wait", "0",
+                    "--progress"], env)
     assert done.returncode == 1
     for text in (done.stdout, done.stderr, out_file.read_text()):
         assert key not in text
     assert "403 PERMISSION_DENIED" in out_file.read_text()
 
 
-async def test_rpm_and_tpm_windows_are_counted_apart() -> None:
-    """--rpm 100 and --tpm 10000 (100 units of 100 tokens) must not share one window."""
-    from describer.limits import Throttle, estimate_tokens
-    from describer.model import Media
+async def _used(throttle: Throttle, window: str) -> int:
+    """Entries (requests, or token units of 100) in one of the throttle's moving windows."""
+    item = {"rpm": throttle._rpm, "tpm": throttle._tpm}[window]
+    assert item is not None
+    stats = await throttle._limiter.get_window_stats(item, item.name)
+    return item.amount - stats.remaining
 
+
+async def test_rpm_and_tpm_windows_are_counted_apart() -> None:
+    """--rpm 100 and --tpm 10000 (100 units of 100 tokens): the same amount, so only their
+    names keep the two moving windows apart in the limiter's storage."""
     throttle = Throttle(concurrency=200, rpm=100, tpm=10_000, window=60.0)
     small = estimate_tokens(Media("image/jpeg", 64, 64, 1000), "")  # 258 tokens: 3 units
-    async with asyncio.timeout(2):  # a shared window would fill at 100 entries and wait 61 s
+    async with asyncio.timeout(5):  # a shared window would be full after 25 calls, for 61 s
         for _ in range(30):  # 30 requests, 90 token units: within both quotas
             async with throttle.permit(small):
                 pass
+    assert (await _used(throttle, "rpm"), await _used(throttle, "tpm")) == (30, 90)
+
+    # The next call asks for 11 units, one more than the TPM window has left: RPM lets it
+    # through and TPM holds it back (the limiter's answers are recorded as they are given).
+    answers: list[tuple[str, int, bool]] = []
+    tpm_answered = asyncio.Event()
+    hit = throttle._limiter.hit
+
+    async def recorded_hit(item: Any, name: str, cost: int = 1) -> bool:
+        answers.append((name, cost, allowed := await hit(item, name, cost=cost)))
+        if name == "tpm":
+            tpm_answered.set()
+        return allowed
+
+    throttle._limiter.hit = recorded_hit  # type: ignore[method-assign]
+    sent: list[int] = []
+
+    async def call() -> None:
+        async with throttle.permit(1_100):
+            sent.append(1)
+
+    waiting = asyncio.create_task(call())
+    async with asyncio.timeout(5):
+        await tpm_answered.wait()
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    assert answers == [("rpm", 1, True), ("tpm", 11, False)] and not sent
+    assert (await _used(throttle, "rpm"), await _used(throttle, "tpm")) == (31, 90)
+
+
+async def _try_acquire(slots: AdaptiveLimit) -> asyncio.Task[None]:
+    """Start ``slots.acquire()`` in a task; return once it holds a slot or waits for one."""
+    trying = asyncio.Event()
+
+    async def acquire() -> None:
+        trying.set()
+        await slots.acquire()
+
+    task = asyncio.create_task(acquire())
+    await trying.wait()  # this task resumes only when that one yields: waiting, or done
+    return task
+
+
+async def test_a_429_halves_the_concurrency_limit_once_per_burst_and_successes_grow_it_back(
+) -> None:
+    slots = AdaptiveLimit(4)
+    for _ in range(4):
+        await slots.acquire()
+    sent = time.monotonic()  # the burst: four calls sent before any answer came back
+    await slots.release("rate_limited", sent)
+    await slots.release("rate_limited", sent)  # the same burst: no second decrease
+    await slots.release("other", sent)
+    await slots.release("other", sent)
+    first, second, third = [await _try_acquire(slots) for _ in range(3)]
+    assert first.done() and second.done() and not third.done()  # 4 halved to 2, not to 1
+
+    await slots.release("rate_limited", time.monotonic())  # sent after the decrease: halves
+    assert not third.done()  # one in use, and the limit is 1
+    await slots.release("ok", time.monotonic())  # a success: 1 + 1/1
+    await third
+    await slots.release("ok", time.monotonic())
+    held_at_once = [int(slots.limit)]
+    for _ in range(7):  # additive increase: about one slot more per `limit` successes
+        await slots.acquire()
+        await slots.release("ok", time.monotonic())
+        held_at_once.append(int(slots.limit))
+    assert held_at_once == [2, 2, 3, 3, 3, 4, 4, 4]  # back to the maximum, never above it
