@@ -57,7 +57,7 @@ from pathlib import Path
 from PIL import Image
 
 from describer.emulator import EmulatorSettings, GeminiEmulator, ImageServer
-from describer.emulator.gemini import EmulatorStats
+from describer.emulator.stats import EmulatorStats
 from describer.limits import MIN_MARGIN_S
 
 ROOT = Path(__file__).resolve().parent.parent

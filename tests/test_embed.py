@@ -12,7 +12,7 @@ from imaging import jpeg
 
 from describer import Config
 from describer.emulator import GeminiEmulator, ImageServer
-from describer.emulator.gemini import embedding_vector
+from describer.emulator.answers import embedding_vector
 from describer.enrich import embed_file
 
 

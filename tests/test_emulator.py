@@ -20,8 +20,9 @@ from google import genai
 from google.genai import errors, types
 from PIL import Image
 
-from describer.emulator import EmulatorSettings, GeminiEmulator, ImageServer, gemini
-from describer.emulator.gemini import MSG_BAD_IMAGE, image_tokens
+from describer.emulator import EmulatorSettings, GeminiEmulator, ImageServer, media
+from describer.emulator.media import image_tokens
+from describer.emulator.wire import MSG_BAD_IMAGE
 
 pillow_heif.register_heif_opener()  # lets Pillow save HEIF test images
 
@@ -134,7 +135,7 @@ async def test_other_formats_accepted(client: genai.Client, fmt: str, mime: str,
 @pytest.mark.parametrize("full_decode_max", [10_000_000, 0])
 async def test_truncated_images_rejected_in_both_check_modes(
         client: genai.Client, monkeypatch: pytest.MonkeyPatch, full_decode_max: int) -> None:
-    monkeypatch.setattr(gemini, "FULL_DECODE_MAX_BYTES", full_decode_max)
+    monkeypatch.setattr(media, "FULL_DECODE_MAX_BYTES", full_decode_max)
     jpeg, png = make_image(200, 100, fmt="JPEG"), make_image(200, 100, fmt="PNG")
     assert (await describe(client, jpeg)).text
     assert (await describe(client, png, "image/png")).text
@@ -158,6 +159,39 @@ async def test_missing_key_is_403_and_no_contents_is_400(emu: GeminiEmulator) ->
                           headers={"x-goog-api-key": "k"}) as r:
             assert r.status == 404
     assert emu.stats.responses_by_status == {403: 1, 400: 1, 404: 1}
+
+
+async def test_suspended_script_echoes_the_header_key_like_gemini(
+        emu: GeminiEmulator, client: genai.Client) -> None:
+    data = make_image(44, 44)
+    emu.script(sha(data), "suspended")
+    with pytest.raises(errors.ClientError) as info:
+        await describe(client, data)  # google-genai sends the key as x-goog-api-key
+    assert (info.value.code, info.value.status) == (403, "PERMISSION_DENIED")
+    assert info.value.message == (
+        "Permission denied: Consumer 'api_key:test-key' has been suspended.")
+    detail = info.value.details["error"]["details"][0]
+    assert (detail["reason"], detail["metadata"]["containerInfo"]) == (
+        "CONSUMER_SUSPENDED", "api_key:test-key")
+    emu.script_embed("suspended")
+    with pytest.raises(errors.ClientError) as embed:
+        await client.aio.models.embed_content(model="gemini-embedding-001", contents="x")
+    assert "api_key:test-key" in (embed.value.message or "")
+
+
+async def test_query_key_is_accepted_and_echoed_when_suspended(emu: GeminiEmulator) -> None:
+    good, bad = make_image(45, 45), make_image(46, 46)
+    emu.script(sha(bad), "suspended")
+    url = f"{emu.base_url}/v1beta/models/gemini-x:generateContent"
+    async with aiohttp.ClientSession() as s:
+        for data, status in ((good, 200), (bad, 403)):
+            body = {"contents": [{"parts": [{"inlineData": {
+                "mimeType": "image/jpeg", "data": base64.b64encode(data).decode()}}]}]}
+            async with s.post(url, params={"key": "query-key-1"}, json=body) as r:
+                assert r.status == status
+                answer = await r.json()
+    assert "'api_key:query-key-1'" in answer["error"]["message"]
+    assert "query-key-1" not in json.dumps(emu.stats.to_dict())
 
 
 async def test_rpm_quota_gives_429_with_retry_info(emu: GeminiEmulator,
@@ -369,7 +403,7 @@ async def test_image_server_hang_endless_slow_and_clean_shutdown() -> None:
         async with s.get(srv.url("/slow")) as r:
             assert await r.read() == b"ok"
         pending = asyncio.ensure_future(s.get(srv.url("/hang")))
-        await asyncio.sleep(0.05)
+        await srv.wait_for_hits("/hang", 2)  # the second /hang request is being handled
         loop = asyncio.get_running_loop()
         started = loop.time()
         await srv.stop()

@@ -22,7 +22,7 @@ from google.genai import errors, types
 from imaging import jpeg, sha256
 
 from describer.emulator import GeminiEmulator
-from describer.emulator.batch import AUDIO_TOKENS_PER_S, VIDEO_BYTES_PER_S, VIDEO_TOKENS_PER_S
+from describer.emulator.media import AUDIO_TOKENS_PER_S, VIDEO_BYTES_PER_S, VIDEO_TOKENS_PER_S
 
 PDF_2_PAGES = (b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
                b"2 0 obj << /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >> endobj\n"
@@ -100,9 +100,9 @@ async def test_upload_get_list_download_delete_then_403(emulator: GeminiEmulator
         await client.aio.files.get(name=f.name)
     assert (info.value.code, info.value.status) == (403, "PERMISSION_DENIED")
     assert "may not exist" in (info.value.message or "")
-    s = emulator.batch.stats
+    s = emulator.files.stats
     assert (s.files_uploaded, s.file_bytes_uploaded, s.files_downloaded) == (1, len(data), 1)
-    assert (s.files_deleted, emulator.batch.files_live, s.upload_chunks) == (1, 0, 1)
+    assert (s.files_deleted, emulator.files.live, s.upload_chunks) == (1, 0, 1)
 
 
 async def test_sync_upload_from_path_in_two_chunks_then_video_answer(
@@ -117,7 +117,7 @@ async def test_sync_upload_from_path_in_two_chunks_then_video_answer(
 
     f, resp = await asyncio.to_thread(run)
     assert (f.mime_type, f.size_bytes) == ("video/mp4", clip.stat().st_size)
-    assert emulator.batch.stats.upload_chunks == 2
+    assert emulator.files.stats.upload_chunks == 2
     assert resp.text and resp.text.startswith("A video of about 34 s (video/mp4)")
     seconds = math.ceil(clip.stat().st_size / VIDEO_BYTES_PER_S)
     assert resp.usage_metadata and resp.usage_metadata.prompt_tokens_details
@@ -142,7 +142,7 @@ async def test_file_uri_parts_jpeg_and_pdf_like_inline(emulator: GeminiEmulator,
     assert doc.usage_metadata and doc.usage_metadata.prompt_token_count == 2 * 258 + 2
     again = await ask(client, types.Part.from_bytes(data=PDF_2_PAGES, mime_type="application/pdf"))
     assert again.text == doc.text
-    assert emulator.batch.stats.file_parts == 2 and emulator.stats.images[0].sha256 == sha256(
+    assert emulator.files.stats.file_parts == 2 and emulator.stats.images[0].sha256 == sha256(
         image)
 
 
@@ -162,7 +162,7 @@ async def test_inline_audio_accepted_bad_pdf_and_deleted_file_rejected(
     with pytest.raises(errors.ClientError) as gone:
         await ask(client, part)
     assert gone.value.code == 403
-    emulator.batch.configure(missing_file_status=400)
+    emulator.files.configure(missing_file_status=400)
     with pytest.raises(errors.ClientError) as gone400:
         await ask(client, part)
     assert (gone400.value.code, gone400.value.status) == (400, "INVALID_ARGUMENT")
@@ -269,4 +269,4 @@ async def test_batch_errors_list_delete_and_reset(emulator: GeminiEmulator,
             state = await r.json()
     assert state["stats"]["batch_deletes"] == 1 and state["stats"]["files_live"] == 1
     emulator.reset_stats()
-    assert emulator.batch.stats.batch_jobs_created == 0 and emulator.batch.files_live == 1
+    assert emulator.batch.stats.batch_jobs_created == 0 and emulator.files.live == 1

@@ -4,7 +4,8 @@
 ``base_url``); ``ImageServer`` serves image files and scripted misbehaving routes.
 """
 
-from describer.emulator.gemini import EmulatorSettings, GeminiEmulator
-from describer.emulator.images import ImageServer
+from .behaviour import EmulatorSettings
+from .images import ImageServer
+from .server import GeminiEmulator
 
 __all__ = ["EmulatorSettings", "GeminiEmulator", "ImageServer"]

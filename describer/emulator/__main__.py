@@ -12,7 +12,8 @@ import contextlib
 import signal
 import sys
 
-from describer.emulator.gemini import EmulatorSettings, GeminiEmulator
+from .behaviour import EmulatorSettings
+from .server import GeminiEmulator
 
 
 def parse_latency(text: str) -> tuple[float, float]:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from ._server import LoopbackServer
+from .loopback import LoopbackServer
 
 SHUTDOWN_TIMEOUT_S = 0.25  # seconds; stop() waits at most twice this for busy handlers.
 ENDLESS_CHUNK_BYTES = 64 * 1024  # size of each chunk an endless route writes.
@@ -47,7 +47,8 @@ class ImageServer(LoopbackServer):
 
     ``async with ImageServer(root) as srv:`` then ``srv.url("a.jpg")`` (a file under root,
     served at /files/a.jpg) or ``srv.url("/x.jpg")`` (a route added with ``add*``).
-    ``srv.hits[path]`` counts requests per URL path (e.g. "/x.jpg", "/files/a.jpg").
+    ``srv.hits[path]`` counts requests per URL path (e.g. "/x.jpg", "/files/a.jpg");
+    ``await srv.wait_for_hits(path, n)`` returns once n requests for it have arrived.
     Only GET and HEAD are served; unknown paths answer 404.
     """
 
@@ -59,6 +60,7 @@ class ImageServer(LoopbackServer):
         super().__init__()
         self.root = root.resolve() if root is not None else None
         self.hits: Counter[str] = Counter()
+        self._arrived = asyncio.Condition()
         self._routes: dict[str, Handler] = {}
         self.app = web.Application()
         self.app.router.add_get("/{tail:.*}", self._handle)
@@ -66,6 +68,15 @@ class ImageServer(LoopbackServer):
     def url(self, name: str) -> str:
         """Full URL: "/path" for an added route, "name" for a file under root (/files/name)."""
         return self.base_url + (name if name.startswith("/") else f"/files/{name}")
+
+    async def wait_for_hits(self, path: str, count: int = 1) -> None:
+        """Return once ``hits[path]`` reaches ``count`` (requests that arrived, answered or not).
+
+        Real synchronisation for tests: woken by each arriving request, no polling or sleeps.
+        Call it on the server's event loop.
+        """
+        async with self._arrived:
+            await self._arrived.wait_for(lambda: self.hits[_norm(path)] >= count)
 
     # ----- routes ---------------------------------------------------------------------------
     def add(self, path: str, body: bytes, content_type: str = "image/jpeg", status: int = 200,
@@ -127,6 +138,8 @@ class ImageServer(LoopbackServer):
     # ----- dispatch ---------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.hits[request.path] += 1
+        async with self._arrived:
+            self._arrived.notify_all()
         handler = self._routes.get(request.path)
         if handler is not None:
             return await handler(request)

@@ -1,0 +1,235 @@
+"""How the emulator behaves beyond the happy path: quota, latency, faults and scripts.
+
+One object, ``Behaviour`` (``emu.behaviour``), holds the settings and everything they drive:
+the requests-per-minute window, the seeded latency and fault RNGs, and the scripted per-image
+behaviours (``emu.script(sha256, "fail:503:2")``).
+
+Figures and where they come from:
+
+* 60 s sliding window for the requests-per-minute quota: Gemini rate limits are per minute
+  (ai.google.dev "Rate limits": "21 requests within a minute fail for an RPM of 20");
+  whether Google counts a bucket or a window is not documented, so this is the window.
+* ``suspended``: the 403 PERMISSION_DENIED Gemini answers for a suspended API key, whose
+  message and details quote the key ("Permission denied: Consumer 'api_key:KEY' has been
+  suspended."; google/generative-ai-docs#356, continuedev/continue#10902; see wire.py). The
+  body is Google's; two departures, both on the harsher side for a client: at Google every
+  call with that key fails, here only the scripted image's (a test convenience); and the
+  key is quoted whether it came as ``x-goog-api-key`` or ``?key=`` (the reports show it for
+  ``?key=``; the consumer id is the key whatever the transport, so the header case is
+  inferred). A client that logs or stores error messages holds the key, as with Gemini.
+  Google's front-end 404 page ("The requested URL <code>/v1beta/...</code> was not found on
+  this server.") quotes the request path; no captured page shows it quoting a query string,
+  so the emulator does not model a key echo that way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from .wire import STATUS_NAMES, ApiError, quota_error, require_key, suspended_error
+
+RPM_WINDOW_S = 60.0  # seconds; requests-per-minute quota window.
+SHAPES = frozenset({"block", "safety", "empty", "max_tokens"})  # answer shapes (answers.py)
+
+
+@dataclass(frozen=True)
+class EmulatorSettings:
+    """How the emulator behaves.
+
+    latency: (low, high) seconds; each admitted generate request sleeps uniform(low, high),
+        from an RNG seeded by ``seed``, after its body is read and its images decoded.
+    rpm: requests accepted for generateContent per ``quota_window`` (a sliding window; Gemini
+        documents RPM as "21 requests within a minute fail for an RPM of 20"); None = no quota.
+    quota_window: seconds of that sliding window; 60 as at Gemini, shorter to make tests fast.
+    fault_rate: fraction (0..1) of admitted generate requests answered with an injected 503
+        UNAVAILABLE "The model is overloaded. Please try again later." (seeded RNG).
+    seed: seeds three separate RNGs (generate latency, faults, embed latency), so changing
+        one setting does not shift the others' sequences.
+    require_key: answer 403 PERMISSION_DENIED when no ``x-goog-api-key`` header, ``?key=``
+        or Bearer token is sent.
+    embed_latency: (low, high) seconds slept per successful batchEmbedContents call.
+    ValueError from the constructor if a range is reversed or negative, rpm < 1, or
+    fault_rate is outside [0, 1].
+    """
+
+    latency: tuple[float, float] = (0.0, 0.0)
+    rpm: int | None = None
+    quota_window: float = RPM_WINDOW_S
+    fault_rate: float = 0.0
+    seed: int = 0
+    require_key: bool = True
+    embed_latency: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        for name in ("latency", "embed_latency"):
+            low, high = (float(x) for x in getattr(self, name))
+            if not 0.0 <= low <= high:
+                raise ValueError(f"{name} must be (low, high) with 0 <= low <= high")
+            object.__setattr__(self, name, (low, high))
+        if self.rpm is not None and self.rpm < 1:
+            raise ValueError("rpm must be None or >= 1")
+        if not 0.0 <= self.fault_rate <= 1.0:
+            raise ValueError("fault_rate must be in [0, 1]")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of the settings (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(slots=True)
+class Script:
+    """A scripted per-image behaviour parsed from text (see :func:`parse_script`).
+
+    kind: block | safety | empty | max_tokens | fail | slow | suspended; status: HTTP code
+    (fail); remaining: failures left (fail; None = always); seconds: delay (slow).
+    """
+
+    kind: str
+    status: int = 0
+    remaining: int | None = None
+    seconds: float = 0.0
+
+
+def parse_script(text: str) -> Script:
+    """Parse "block", "safety", "empty", "max_tokens", "suspended", "fail:CODE[:N]" or
+    "slow:SECONDS"; ValueError if it is none of these.
+
+    fail:CODE:N fails the first N requests for the image with HTTP CODE (e.g. 503, 500,
+    429), then answers normally; fail:CODE without N fails every time. suspended answers
+    every request with the 403 that quotes the caller's API key (module docstring).
+    """
+    kind, _, rest = text.partition(":")
+    if (kind in SHAPES or kind == "suspended") and not rest:
+        return Script(kind)
+    try:
+        if kind == "slow":
+            seconds = float(rest)
+            if seconds >= 0:
+                return Script("slow", seconds=seconds)
+        if kind == "fail":
+            code, _, count = rest.partition(":")
+            if int(code) in STATUS_NAMES:
+                return Script("fail", int(code), int(count) if count else None)
+    except ValueError:
+        pass
+    raise ValueError(f"unknown behaviour {text!r}")
+
+
+class Behaviour:
+    """Quota, latency, faults and scripts of one emulator (see the module docstring).
+
+    ``settings`` (EmulatorSettings) is replaced by :meth:`configure`; scripts are keyed by
+    the lowercase hex sha256 of a request's first media part.
+    """
+
+    def __init__(self, settings: EmulatorSettings) -> None:
+        self.settings = settings
+        self.embed_script: Script | None = None
+        self._scripts: dict[str, Script] = {}
+        self._window: deque[float] = deque()
+        self._reseed()
+
+    # ----- control ---------------------------------------------------------------------
+    def configure(self, **changes: Any) -> EmulatorSettings:
+        """Replace some settings (EmulatorSettings names); changing ``seed`` re-seeds the
+        RNGs. TypeError for an unknown name, ValueError for a bad value."""
+        self.settings = dataclasses.replace(self.settings, **changes)
+        if "seed" in changes:
+            self._reseed()
+        return self.settings
+
+    def script(self, sha256_hex: str, behaviour: str | None) -> None:
+        """Script the image with this sha256 (None clears it); ValueError if unknown."""
+        if behaviour is None:
+            self._scripts.pop(sha256_hex.lower(), None)
+        else:
+            self._scripts[sha256_hex.lower()] = parse_script(behaviour)
+
+    def clear_scripts(self) -> None:
+        """Remove every per-image script."""
+        self._scripts.clear()
+
+    def script_embed(self, behaviour: str | None) -> None:
+        """Script every embedding call ("fail:CODE[:N]", "suspended"); None clears it."""
+        self.embed_script = parse_script(behaviour) if behaviour else None
+
+    def script_for(self, sha256_hex: str | None) -> Script | None:
+        """The script for a request whose first media part has this sha256, if any."""
+        return self._scripts.get(sha256_hex) if sha256_hex else None
+
+    def reset_window(self) -> None:
+        """Forget the requests counted in the rpm window."""
+        self._window.clear()
+
+    def _reseed(self) -> None:
+        seed = self.settings.seed
+        self._latency_rng = random.Random(f"{seed}:latency")
+        self._fault_rng = random.Random(f"{seed}:faults")
+        self._embed_rng = random.Random(f"{seed}:embed")
+
+    # ----- per request -----------------------------------------------------------------
+    def check_key(self, request: web.Request) -> None:
+        """ApiError 403 if ``require_key`` and the request carries no credentials."""
+        require_key(request, self.settings.require_key)
+
+    def admit(self) -> None:
+        """Count one generate request in the sliding ``quota_window``; ApiError 429 (with
+        RetryInfo = whole seconds until the oldest request leaves the window) if full."""
+        rpm = self.settings.rpm
+        if rpm is None:
+            return
+        now = time.monotonic()
+        window = self.settings.quota_window
+        while self._window and now - self._window[0] >= window:
+            self._window.popleft()
+        if len(self._window) >= rpm:
+            wait = self._window[0] + window - now
+            raise quota_error(max(1, math.ceil(wait)))
+        self._window.append(now)
+
+    async def generate_delay(self, script: Script | None) -> None:
+        """Sleep a ``slow`` script's seconds, else uniform(latency) from the latency RNG."""
+        if script is not None and script.kind == "slow":
+            delay = script.seconds
+        else:
+            low, high = self.settings.latency
+            delay = self._latency_rng.uniform(low, high) if high > 0 else 0.0
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def embed_delay(self) -> None:
+        """Sleep uniform(embed_latency) seconds from the embed RNG."""
+        low, high = self.settings.embed_latency
+        if high > 0:
+            await asyncio.sleep(self._embed_rng.uniform(low, high))
+
+    def raise_scripted(self, script: Script | None, key: str | None) -> None:
+        """Raise the ApiError a ``fail`` script is due (counting down ``remaining``) or a
+        ``suspended`` script's 403 quoting ``key`` (not applied when ``key`` is None: no
+        request carries a key, as for a batch line)."""
+        if script is None:
+            return
+        if script.kind == "suspended" and key is not None:
+            raise suspended_error(key)
+        if script.kind != "fail":
+            return
+        if script.remaining is None:
+            raise ApiError(script.status)
+        if script.remaining > 0:
+            script.remaining -= 1
+            raise ApiError(script.status)
+
+    def fault_due(self) -> bool:
+        """Draw from the fault RNG: True for a ``fault_rate`` fraction of calls."""
+        rate = self.settings.fault_rate
+        return rate > 0 and self._fault_rng.random() < rate

@@ -1,0 +1,121 @@
+"""GenerateContentRequest bodies: contents, parts, inline data and ``fileData`` references.
+
+Used by generateContent (models.py) and by every line of a batch job (batches.py). Field
+names are accepted in camelCase and snake_case, as the API does (google-genai 3.4.0 writes
+``inlineData.mime_type`` and ``fileData: {file_uri, mime_type}``).
+
+Figures and where they come from:
+
+* 20 MiB (20,971,520 bytes) per request with inline data: Gemini API inline-data limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .media import Media, probe
+from .wire import ApiError, decode_base64, get_field, load_json
+
+MAX_REQUEST_BYTES = 20 * 1024 * 1024  # Gemini API limit for requests with inline data.
+THREAD_DECODE_BYTES = 64 * 1024  # bodies larger than this are parsed in a worker thread.
+MSG_NO_CONTENTS = "* GenerateContentRequest.contents: contents is not specified"
+MSG_TOO_LARGE = "Request payload size exceeds the limit: 20971520 bytes."
+
+
+class FileParts(Protocol):
+    """Resolves ``fileData`` parts (files.FilesApi)."""
+
+    def file_part(self, file_data: dict[str, Any]) -> Media:
+        """The stored file a ``{"fileUri", "mimeType"}`` dict names, probed; ApiError if gone."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateRequest:
+    """A validated GenerateContentRequest.
+
+    model: the model name from the URL; media: every image/PDF/audio/video part, in order;
+    texts: every text part, in order; system_instruction: its text ("" if none);
+    generation_config: the request's generationConfig dict ({} if none);
+    first_part_kind: "image" (any media part) or "text", the kind of the first part.
+    """
+
+    model: str
+    media: list[Media]
+    texts: list[str]
+    system_instruction: str
+    generation_config: dict[str, Any]
+    first_part_kind: str
+
+
+def parts(content: Any) -> list[dict[str, Any]]:
+    """The part dicts of one Content dict (a bare string is one text part)."""
+    if isinstance(content, str):
+        return [{"text": content}]
+    if not isinstance(content, dict) or not isinstance(content.get("parts"), list):
+        return []
+    return [p for p in content["parts"] if isinstance(p, dict)]
+
+
+def text_of(content: Any) -> str:
+    """The text parts of one Content dict joined with newlines ("" if none)."""
+    return "\n".join(p["text"] for p in parts(content) if isinstance(p.get("text"), str))
+
+
+def _part(part: dict[str, Any], files: FileParts | None) -> Media | str | None:
+    """One part as text, probed media, or None (a kind the emulator ignores)."""
+    inline = get_field(part, "inlineData", "inline_data")
+    file_data = get_field(part, "fileData", "file_data")
+    if isinstance(part.get("text"), str):
+        return str(part["text"])
+    if isinstance(inline, dict):
+        data = decode_base64(str(inline.get("data", "")))
+        return probe(data, str(get_field(inline, "mimeType", "mime_type")))
+    if isinstance(file_data, dict) and files is not None:
+        return files.file_part(file_data)
+    return None
+
+
+def collect(contents: Any, files: FileParts | None = None
+            ) -> tuple[list[str], list[Media], str]:
+    """Texts, probed media and the first part's kind ("text", "image" or "") of ``contents``.
+
+    Inline data goes through media.probe (images and PDF/audio/video); ``fileData`` parts
+    through ``files.file_part`` (ignored without ``files``). ApiError 400 for bad media.
+    """
+    texts: list[str] = []
+    media: list[Media] = []
+    first = ""
+    for content in contents if isinstance(contents, list) else []:
+        for part in parts(content):
+            item = _part(part, files)
+            if isinstance(item, str):
+                texts.append(item)
+                first = first or "text"
+            elif item is not None:
+                media.append(item)
+                first = first or "image"
+    return texts, media, first
+
+
+def parse_generate(model: str, body: bytes, files: FileParts | None = None) -> GenerateRequest:
+    """Parse and validate a generateContent body, probing every inline or file part.
+
+    ApiError 400: body over MAX_REQUEST_BYTES, not a JSON object, no contents, bad media.
+    """
+    if len(body) > MAX_REQUEST_BYTES:
+        raise ApiError(400, MSG_TOO_LARGE)
+    return parse_payload(model, load_json(body), files)
+
+
+def parse_payload(model: str, payload: dict[str, Any],
+                  files: FileParts | None = None) -> GenerateRequest:
+    """Validate a parsed GenerateContentRequest dict (also one batch line's request)."""
+    texts, media, first = collect(payload.get("contents"), files)
+    if not first:
+        raise ApiError(400, MSG_NO_CONTENTS)
+    system = text_of(get_field(payload, "systemInstruction", "system_instruction"))
+    config = get_field(payload, "generationConfig", "generation_config")
+    return GenerateRequest(model, media, texts, system,
+                           config if isinstance(config, dict) else {}, first)

@@ -1,0 +1,196 @@
+"""The models surface: ``POST /{v}/models/{model}:{action}`` for generateContent,
+batchEmbedContents and embedContent (and batchGenerateContent, served by batches.BatchApi).
+
+google-genai 3.4.0 with an API key calls ``{base}/v1/models/{model}:generateContent``;
+``embed_content`` always calls ``:batchEmbedContents`` (one request per text). Every
+version prefix is served.
+
+Figures and where they come from:
+
+* at most 100 requests per batchEmbedContents call: Gemini API limit (the SDK does not split
+  longer lists; the emulator answers 400 with Gemini's message).
+* ``outputDimensionality`` in [1, 3072]; 3072 by default: gemini-embedding-001.
+* 20 MiB per generateContent request with inline data (contents.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .answers import DEFAULT_EMBED_DIM, build_response, embedding_vector
+from .behaviour import Behaviour
+from .contents import THREAD_DECODE_BYTES, FileParts, GenerateRequest, parse_generate, parts
+from .stats import EmulatorStats, ImageRecord
+from .wire import (
+    MSG_INVALID,
+    MSG_OVERLOADED,
+    ApiError,
+    count_status,
+    error_response,
+    get_field,
+    load_json,
+    request_key,
+)
+
+MAX_EMBED_BATCH = 100  # Gemini API limit per batchEmbedContents call.
+MSG_BATCH_TOO_BIG = (
+    "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch"
+)
+MSG_NO_REQUESTS = "* BatchEmbedContentsRequest.requests: requests is not specified"
+
+Action = Callable[[web.Request, str, bytes], Awaitable[dict[str, Any]]]
+
+
+class ModelsApi:
+    """Handlers of the models surface of one GeminiEmulator (``emu.models``).
+
+    Counts into ``stats`` (EmulatorStats); quota, latency, faults and scripts come from
+    ``behaviour``; ``fileData`` parts are resolved by ``files``. Actions are looked up by
+    name; :meth:`add_action` adds one (batchGenerateContent).
+    """
+
+    def __init__(self, behaviour: Behaviour, stats: EmulatorStats, files: FileParts) -> None:
+        self.stats = stats
+        self._behaviour = behaviour
+        self._files = files
+        self._records = _RecordBook()
+        self._actions: dict[str, Action] = {
+            "generateContent": self.generate,
+            "batchEmbedContents": self.batch_embed,
+            "embedContent": self.embed_one,
+        }
+
+    def add_action(self, name: str, action: Action) -> None:
+        """Serve ``POST /{v}/models/{model}:{name}`` with ``action(request, model, body)``,
+        which returns the JSON answer or raises ApiError."""
+        self._actions[name] = action
+
+    def add_routes(self, app: web.Application) -> None:
+        """Register ``POST /{version}/models/{model}:{action}`` on ``app``."""
+        app.router.add_post("/{version}/models/{rest}", self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Dispatch one models call, keeping the counters of EmulatorStats."""
+        model, _, action = request.match_info["rest"].rpartition(":")
+        generate = action == "generateContent"
+        if action in ("batchEmbedContents", "embedContent"):
+            self.stats.embed_requests += 1
+        if generate:
+            self.stats.generate_requests += 1
+            self.stats.keep(self.stats.request_times, time.monotonic())
+            self.stats.in_flight += 1
+            self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
+        try:
+            response = await self._dispatch(request, model, action)
+        finally:
+            if generate:
+                self.stats.in_flight -= 1
+        count_status(self.stats, response.status)
+        return response
+
+    async def _dispatch(self, request: web.Request, model: str, action: str) -> web.Response:
+        try:
+            body = await request.read()
+            self.stats.request_bytes += len(body)
+            handler = self._actions.get(action)
+            if handler is None or not model:
+                raise ApiError(404, f"Method {action!r} not found for models/{model}.")
+            self._behaviour.check_key(request)
+            return web.json_response(await handler(request, model, body))
+        except ApiError as err:
+            if err.code == 429:
+                self.stats.rate_limited += 1
+            return error_response(err)
+
+    # ----- generateContent --------------------------------------------------------------
+    async def generate(self, request: web.Request, model: str, body: bytes) -> dict[str, Any]:
+        """generateContent: quota, parse (in a thread if large), record, sleep, scripted or
+        injected failure, then the answer (answers.build_response)."""
+        self._behaviour.admit()
+        if len(body) > THREAD_DECODE_BYTES:
+            req = await asyncio.to_thread(parse_generate, model, body, self._files)
+        else:
+            req = parse_generate(model, body, self._files)
+        self.stats.image_bytes += sum(m.nbytes for m in req.media)
+        self.stats.keep(self.stats.images, self._records.record(req))
+        script = self._behaviour.script_for(req.media[0].sha256 if req.media else None)
+        await self._behaviour.generate_delay(script)
+        self._behaviour.raise_scripted(script, request_key(request) or "")
+        if self._behaviour.fault_due():
+            self.stats.injected_faults += 1
+            raise ApiError(503, MSG_OVERLOADED)
+        return build_response(req, script.kind if script else None)
+
+    # ----- embeddings -------------------------------------------------------------------
+    async def batch_embed(self, request: web.Request, model: str,
+                          body: bytes) -> dict[str, Any]:
+        """batchEmbedContents: ``{"embeddings": [{"values": [...]}, ...]}`` in request order;
+        ApiError 400 for no requests or more than 100 (the size is recorded either way)."""
+        requests = load_json(body).get("requests")
+        if not isinstance(requests, list) or not requests:
+            raise ApiError(400, MSG_NO_REQUESTS)
+        self.stats.keep(self.stats.batch_sizes, len(requests))
+        if len(requests) > MAX_EMBED_BATCH:
+            raise ApiError(400, MSG_BATCH_TOO_BIG)
+        self._behaviour.raise_scripted(self._behaviour.embed_script, request_key(request) or "")
+        vectors = [embed_values(r) for r in requests]
+        await self._behaviour.embed_delay()
+        return {"embeddings": [{"values": v} for v in vectors]}
+
+    async def embed_one(self, request: web.Request, model: str, body: bytes) -> dict[str, Any]:
+        """embedContent: ``{"embedding": {"values": [...]}}``."""
+        vector = embed_values(load_json(body))
+        await self._behaviour.embed_delay()
+        return {"embedding": {"values": vector}}
+
+
+def embed_values(req: Any) -> list[float]:
+    """The vector for one EmbedContentRequest dict (the text of its content parts).
+
+    ApiError 400 if ``req`` is not an object or outputDimensionality is not in [1, 3072].
+    """
+    if not isinstance(req, dict):
+        raise ApiError(400, MSG_INVALID)
+    text = "\n".join(p["text"] for p in parts(req.get("content"))
+                     if isinstance(p.get("text"), str))
+    dim = get_field(req, "outputDimensionality", "output_dimensionality") or DEFAULT_EMBED_DIM
+    if not isinstance(dim, int) or not 1 <= dim <= DEFAULT_EMBED_DIM:
+        raise ApiError(400, f"* EmbedContentRequest.output_dimensionality: must be in "
+                            f"[1, {DEFAULT_EMBED_DIM}]")
+    return embedding_vector(text, dim)
+
+
+class _RecordBook:
+    """Makes ImageRecords, sharing equal strings and generation configs (keeps memory small)."""
+
+    def __init__(self) -> None:
+        self._configs: dict[str, dict[str, Any]] = {}
+
+    def config(self, config: dict[str, Any]) -> dict[str, Any]:
+        key = json.dumps(config, sort_keys=True, default=str)
+        if key not in self._configs and len(self._configs) < 1024:
+            self._configs[key] = config
+        return self._configs.get(key, config)
+
+    def record(self, req: GenerateRequest) -> ImageRecord:
+        first = req.media[0] if req.media else None
+        return ImageRecord(
+            sha256=first.sha256 if first else None,
+            mime_type=sys.intern(first.mime_type) if first else None,
+            bytes=first.nbytes if first else 0,
+            width=first.width if first else 0,
+            height=first.height if first else 0,
+            image_count=len(req.media),
+            model=sys.intern(req.model),
+            prompt=sys.intern("\n".join(req.texts)),
+            system_instruction=sys.intern(req.system_instruction),
+            generation_config=self.config(req.generation_config),
+            first_part_kind=req.first_part_kind,
+        )

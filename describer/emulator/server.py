@@ -1,0 +1,171 @@
+"""``GeminiEmulator``: a local Gemini REST API on real loopback HTTP, composed of its surfaces.
+
+Tests and benchmarks point the real ``google-genai`` client at it with
+``HttpOptions(base_url=emu.base_url)`` (or ``GOOGLE_GEMINI_BASE_URL``). It decodes the media
+it receives, answers with deterministic media-derived text, Google-shaped usage metadata and
+Google-shaped errors (400, 403, 404, 429, 500, 503), and records what it saw.
+
+Where each part lives: models.py (generateContent, embeddings), files.py (Files API),
+batches.py and jobs.py (Batch API), behaviour.py (quota, latency, faults, scripts),
+contents.py / media.py / answers.py (requests in, answers out), wire.py (errors and JSON),
+stats.py (what tests assert on), loopback.py (the aiohttp server lifecycle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from .batches import BatchApi
+from .behaviour import Behaviour, EmulatorSettings
+from .contents import MAX_REQUEST_BYTES
+from .files import FilesApi
+from .loopback import LoopbackServer
+from .models import ModelsApi
+from .stats import BatchStats, EmulatorStats
+from .wire import ApiError, error_response
+
+
+class GeminiEmulator(LoopbackServer):
+    """An aiohttp app emulating the Gemini REST API on 127.0.0.1 (see module docstring).
+
+    Use ``async with GeminiEmulator(EmulatorSettings(...)) as emu:`` and point the client at
+    ``emu.base_url`` (``http://127.0.0.1:PORT``), or ``await emu.start()`` /
+    ``await emu.stop()``, or ``with emu.in_thread() as base_url:`` from synchronous code.
+
+    Parts: ``stats`` (EmulatorStats of the models surface), ``behaviour`` (Behaviour),
+    ``models`` (ModelsApi), ``files`` (FilesApi), ``batch`` (BatchApi; ``batch.stats`` is
+    the Files and Batch API's BatchStats). Control routes: ``GET /_emulator/stats[?lists=0]``,
+    ``POST /_emulator/reset``, ``GET|POST /_emulator/config``, ``POST /_emulator/script``,
+    ``GET|POST /_emulator/batch``, ``POST /_emulator/batch/force``.
+    """
+
+    site_options: ClassVar[dict[str, Any]] = {"backlog": 4096}
+
+    def __init__(self, settings: EmulatorSettings | None = None) -> None:
+        super().__init__()
+        self.behaviour = Behaviour(settings or EmulatorSettings())
+        self.stats = EmulatorStats()
+        shared = BatchStats()
+        self.files = FilesApi(self.behaviour, shared, self._url)
+        self.models = ModelsApi(self.behaviour, self.stats, self.files)
+        self.batch = BatchApi(self.behaviour, self.files, shared, self._url)
+        self.models.add_action("batchGenerateContent", self.batch.create)
+        self.app = self._make_app()
+
+    @property
+    def settings(self) -> EmulatorSettings:
+        """The current settings (change them with :meth:`configure`)."""
+        return self.behaviour.settings
+
+    def _url(self) -> str:
+        return self.base_url
+
+    # ----- lifecycle -------------------------------------------------------------------
+    @contextmanager
+    def in_thread(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+        """Run the emulator on its own event loop in a daemon thread; yields ``base_url``."""
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="gemini-emulator", daemon=True)
+        thread.start()
+        try:
+            yield asyncio.run_coroutine_threadsafe(self.start(host, port), loop).result()
+        finally:
+            asyncio.run_coroutine_threadsafe(self.stop(), loop).result()
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+
+    # ----- Python control API ----------------------------------------------------------
+    def script(self, sha256_hex: str, behaviour: str | None) -> None:
+        """Script how requests whose first image has this sha256 are answered (None: clear).
+
+        behaviour: "block", "safety", "empty", "max_tokens", "suspended", "fail:503:N",
+        "fail:500:N", "fail:400", "slow:SECONDS" (see behaviour.parse_script). ValueError if
+        unknown. "suspended" answers 403 with the caller's API key in the message.
+        """
+        self.behaviour.script(sha256_hex, behaviour)
+
+    def clear_scripts(self) -> None:
+        """Remove every scripted behaviour."""
+        self.behaviour.clear_scripts()
+
+    def script_embed(self, behaviour: str | None) -> None:
+        """Script every embedding call: "fail:CODE[:N]" (the first N calls, or all, fail with
+        HTTP CODE) or "suspended"; None clears it. Batch sizes are recorded either way."""
+        self.behaviour.script_embed(behaviour)
+
+    def configure(self, **changes: Any) -> EmulatorSettings:
+        """Replace some settings at run time (same names as EmulatorSettings); returns them.
+
+        Changing ``seed`` re-seeds the latency and fault RNGs.
+        """
+        return self.behaviour.configure(**changes)
+
+    def reset_stats(self) -> None:
+        """Zero ``stats`` and ``batch.stats`` in place and empty the rpm window (in-flight
+        requests stay counted). Scripts (and their remaining-failure counters), settings,
+        files and jobs are kept."""
+        self.stats.reset()
+        self.batch.stats.reset()
+        self.behaviour.reset_window()
+
+    # ----- HTTP ------------------------------------------------------------------------
+    def _make_app(self) -> web.Application:
+        app = web.Application(client_max_size=4 * MAX_REQUEST_BYTES)
+        self.models.add_routes(app)
+        self.files.add_routes(app)
+        self.batch.add_routes(app)
+        app.router.add_get("/_emulator/stats", self._handle_stats)
+        app.router.add_post("/_emulator/reset", self._handle_reset)
+        app.router.add_get("/_emulator/config", self._handle_get_config)
+        app.router.add_post("/_emulator/config", self._handle_config)
+        app.router.add_post("/_emulator/script", self._handle_script)
+        return app
+
+    async def _handle_stats(self, request: web.Request) -> web.Response:
+        lists = request.query.get("lists", "1").lower() not in ("0", "false", "no")
+        return web.json_response(self.stats.to_dict(lists=lists))
+
+    async def _handle_reset(self, request: web.Request) -> web.Response:
+        self.reset_stats()
+        return web.json_response({"ok": True})
+
+    async def _handle_get_config(self, request: web.Request) -> web.Response:
+        return web.json_response(self.settings.to_dict())
+
+    async def _handle_config(self, request: web.Request) -> web.Response:
+        """POST /_emulator/config {"rpm": 7, "latency": [0, 0.01] or 0.2, ...}."""
+        try:
+            settings = self.configure(**_setting_changes(await request.json()))
+        except (ValueError, TypeError) as exc:
+            return error_response(ApiError(400, str(exc)))
+        return web.json_response(settings.to_dict())
+
+    async def _handle_script(self, request: web.Request) -> web.Response:
+        """POST /_emulator/script {"sha256": HEX, "behaviour": "fail:503:2" | null}."""
+        try:
+            payload = await request.json()
+            self.script(str(payload["sha256"]), payload.get("behaviour"))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            return error_response(ApiError(400, str(exc)))
+        return web.json_response({"ok": True})
+
+
+def _setting_changes(changes: Any) -> dict[str, Any]:
+    """Validate a JSON settings object; latencies as [low, high] or one number -> tuples."""
+    names = {f.name for f in dataclasses.fields(EmulatorSettings)}
+    if not isinstance(changes, dict) or set(changes) - names:
+        raise ValueError(f"expected a JSON object with keys among {sorted(names)}")
+    for key in ("latency", "embed_latency"):
+        if isinstance(changes.get(key), int | float):
+            changes[key] = (changes[key], changes[key])
+        elif key in changes:
+            changes[key] = tuple(changes[key])
+    return changes
