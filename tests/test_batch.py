@@ -176,7 +176,7 @@ async def test_media_over_the_inline_limit_goes_by_the_files_api(
     stats = gemini_env.batch.stats
     assert stats.files_uploaded == 1 and stats.file_bytes_uploaded == len(big)
     assert stats.file_parts == 1 and stats.files_deleted == 1  # referenced once, then deleted
-    assert not gemini_env.batch.files_live
+    assert not gemini_env.files.live
     assert {r.sha256 for r in gemini_env.stats.images} == {sha256(big), sha256(small)}
 
 

@@ -244,16 +244,22 @@ def test_the_api_key_never_appears_in_any_output(
                           "broken.jpg": b"\xff\xd8\xff"})
     out_file = tmp_path / "out.jsonl"
     emulator = GeminiEmulator()
-    emulator.script(sha256(denied), "fail:403")
+    # Gemini quotes the key in a suspended key's 403 (the emulator's "suspended" behaviour),
+    # for a model call and for an embedding call alike: both messages reach the records.
+    emulator.script(sha256(denied), "suspended")
+    emulator.script_embed("suspended")
     emulator.script(sha256(flaky), "fail:503:9")
     with emulator.in_thread():
         env = {**_env(emulator, key), "GOOGLE_API_KEY": key}
         done = cli([str(folder), "-o", str(out_file), "--max-attempts", "2", "--retry-wait", "0",
-                    "--progress"], env)
+                    "--progress", "--embed", "--embed-timeout", "0"], env)
     assert done.returncode == 1
     for text in (done.stdout, done.stderr, out_file.read_text()):
         assert key not in text
-    assert "403 PERMISSION_DENIED" in out_file.read_text()
+    records = {Path(r["source"]).name: r for r in map(json.loads, out_file.read_text().splitlines())}
+    suspended = "Consumer 'api_key:[redacted]' has been suspended"
+    assert suspended in records["denied.jpg"]["error"]["message"]
+    assert suspended in records["ok.jpg"]["embedding_error"]["message"]
 
 
 async def _used(throttle: Throttle, window: str) -> int:

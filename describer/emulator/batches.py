@@ -74,7 +74,7 @@ class BatchApi:
     """Batch API state and routes of one GeminiEmulator (``emu.batch``).
 
     Python API for tests: ``jobs`` (name -> BatchJob), ``stats`` (BatchStats, shared with
-    ``emu.files``), ``files_live`` (= ``emu.files.live``), ``force(name, state)``,
+    ``emu.files``; files live are ``emu.files.live``), ``force(name, state)``,
     ``configure(**settings)``. Settings (plain attributes, deterministic by default):
 
     pending_polls: batches.get calls that still see PENDING (default 1; None: poll count
@@ -97,11 +97,6 @@ class BatchApi:
         self._behaviour = behaviour
         self._files = files
         self._base_url = base_url
-
-    @property
-    def files_live(self) -> int:
-        """Files currently stored in the Files API (uploaded and generated, not deleted)."""
-        return self._files.live
 
     # ----- Python control API ----------------------------------------------------------
     def configure(self, **changes: Any) -> dict[str, Any]:
@@ -294,7 +289,7 @@ class BatchApi:
     # ----- control endpoints -------------------------------------------------------------
     async def _handle_control(self, request: web.Request) -> web.Response:
         """GET /_emulator/batch: settings, stats (with files_live), jobs and files."""
-        stats = {**self.stats.to_dict(), "files_live": self.files_live}
+        stats = {**self.stats.to_dict(), "files_live": self._files.live}
         jobs = [{"name": j.name, "state": j.state, "requests": len(j.lines), "polls": j.polls,
                  "result_file": j.result_file} for j in self.jobs.values()]
         files = [{"name": f.name, "mimeType": f.mime_type, "sizeBytes": len(f.data),
