@@ -205,10 +205,13 @@ async def test_pdf_and_audio_are_described_with_media(
                           "clip.txt": b"not media"})
     images_only = await describe_run(capsys, [str(folder)])
     assert list(images_only.by_source()) == [str(folder / "photo.jpg")]
-    assert "3 skipped" in images_only.stderr
+    assert "3 skipped (not images)" in images_only.stderr and " images/s" in images_only.stderr
     out = await describe_run(capsys, [str(folder)], media=frozenset({"image", "pdf", "audio"}))
     got = out.by_source()
     assert out.code == 0 and len(got) == 3
+    # the summary counts items, not images, once more than images are taken
+    assert "1 skipped (not image/pdf/audio)" in out.stderr and " items/s" in out.stderr
+    assert "images" not in out.stderr
     pdf = got[str(folder / "doc.pdf")]
     assert pdf["image"] == {"mime_type": "application/pdf", "width": None, "height": None,
                             "bytes": len(_pdf(3)), "pages": 3, "original": None}
