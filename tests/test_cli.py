@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,36 @@ def test_ctrl_c_finishes_items_in_flight_and_exits_130(
     assert 2 <= len(records) <= 3  # the fast one, plus what was in flight; no new items
     assert all(r["error"] is None for r in records)
     assert "interrupted" in stderr and "Traceback" not in stderr
+
+
+def test_embed_file_ctrl_c_twice_cancels_and_leaves_the_file_as_it_was(
+    env: dict[str, str], threaded_emulator: GeminiEmulator, tmp_path: Path
+) -> None:
+    path = tmp_path / "out.jsonl"
+    records = [{"source": f"img{i}.jpg", "description": f"photo {i}", "error": None,
+                "model": "m", "prompt": "p", "usage": None} for i in range(5)]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    before = path.read_bytes()
+    threaded_emulator.configure(embed_latency=(60.0, 60.0))  # the batch never comes back
+    proc = cli_process(["embed", str(path), "--embed-timeout", "0"], env)
+    _wait_until(lambda: threaded_emulator.stats.embed_requests >= 1)
+    proc.send_signal(signal.SIGINT)  # first: batches in flight may finish; this one will not
+    assert "stopping" in proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)  # second: cancel
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "left as it was" in stderr and "Traceback" not in stderr
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temporary file left
+
+
+def _wait_until(condition: Callable[[], bool], deadline: float = 20.0) -> None:
+    """Poll ``condition`` every 10 ms until it holds; fail after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError("the condition never held")
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize(
