@@ -256,7 +256,8 @@ def test_the_api_key_never_appears_in_any_output(
     assert done.returncode == 1
     for text in (done.stdout, done.stderr, out_file.read_text()):
         assert key not in text
-    records = {Path(r["source"]).name: r for r in map(json.loads, out_file.read_text().splitlines())}
+    lines = out_file.read_text().splitlines()
+    records = {Path(r["source"]).name: r for r in map(json.loads, lines)}
     suspended = "Consumer 'api_key:[redacted]' has been suspended"
     assert suspended in records["denied.jpg"]["error"]["message"]
     assert suspended in records["ok.jpg"]["embedding_error"]["message"]
