@@ -1,7 +1,21 @@
 """Local stand-ins for Google's Gemini API and for image hosts, used by tests and benchmarks.
 
 ``GeminiEmulator`` speaks the Gemini REST API over real HTTP (point google-genai at its
-``base_url``); ``ImageServer`` serves image files and scripted misbehaving routes.
+``base_url``); ``ImageServer`` serves image files and scripted misbehaving routes. It imports
+nothing of describer outside this package and no google-genai: it stands for Google, not for
+the client. Its modules follow the API surface it emulates:
+
+- ``wire``: Google's error bodies and messages, JSON and base64 decoding, the API key check;
+- ``media``: probing what a request carries (images with Pillow; PDFs, audio, video);
+- ``contents``: reading a GenerateContentRequest (parts, inline and file data);
+- ``answers``: deterministic answers, token counts, usage metadata, embeddings;
+- ``behaviour``: quota, latency, faults and per-image scripts, as one ``Behaviour`` object;
+- ``stats``: what was received (``emu.stats``, the Batch and Files API counters);
+- ``models``: generateContent, batchEmbedContents, embedContent (``emu.models``);
+- ``files``: the Files API (``emu.files``); ``jobs`` and ``batches``: the Batch API
+  (``emu.batch``);
+- ``server``: ``GeminiEmulator``, composing the above, and its control endpoints;
+- ``images``: ``ImageServer``; ``loopback``: the server lifecycle both share.
 """
 
 from .behaviour import EmulatorSettings
