@@ -78,6 +78,7 @@ class GeminiEmulator(LoopbackServer):
             yield asyncio.run_coroutine_threadsafe(self.start(host, port), loop).result()
         finally:
             asyncio.run_coroutine_threadsafe(self.stop(), loop).result()
+            asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result()
             loop.call_soon_threadsafe(loop.stop)
             thread.join()
             loop.close()
@@ -169,3 +170,12 @@ def _setting_changes(changes: Any) -> dict[str, Any]:
         elif key in changes:
             changes[key] = tuple(changes[key])
     return changes
+
+
+async def _cancel_pending() -> None:
+    """Cancel what is still running on this loop (a handler sleeping out a long latency for
+    a client that is gone), so the loop closes with no task pending."""
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
