@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 
@@ -18,6 +20,12 @@ from .model import ErrorType, Source, SourceKind
 
 _CHUNK = 1 << 16
 USER_AGENT = "describer/0.1 (+https://pypi.org/project/describer/)"
+#: Longest ``Retry-After`` an image host may ask for, in seconds (5 minutes). Our own choice,
+#: not a standard's: a host asking for longer (an hour, a day) is down for maintenance or
+#: shedding us, and honouring it would leave the whole run sleeping with nothing on screen;
+#: failing that item at once (an ``http_error`` naming the asked delay) lets the run finish
+#: and report it. Within the cap the delay is honoured.
+MAX_RETRY_AFTER_S = 300.0
 
 
 async def source_bytes(
@@ -86,16 +94,23 @@ async def download(
 
 
 def _check_status(response: aiohttp.ClientResponse) -> None:
-    """Raise for 4xx/5xx; 408, 429 and 5xx are retryable (after ``Retry-After``), others not."""
+    """Raise for 4xx/5xx; 408, 429 and 5xx are retryable (after ``Retry-After``), others not.
+
+    A retryable answer whose ``Retry-After`` exceeds ``MAX_RETRY_AFTER_S`` is not retried: its
+    failure is final and says so, and carries no delay, so no retry loop can sleep on it.
+    """
     status = response.status
-    if status >= 400:
-        reason = f" {response.reason}" if response.reason else ""
-        raise ItemFailure(
-            ErrorType.HTTP_ERROR,
-            f"HTTP {status}{reason}",
-            retryable=status in (408, 429) or status >= 500,
-            retry_after=retry_after_header(response.headers.get("Retry-After")),
-        )
+    if status < 400:
+        return
+    reason = f" {response.reason}" if response.reason else ""
+    message = f"HTTP {status}{reason}"
+    retryable = status in (408, 429) or status >= 500
+    asked = retry_after_header(response.headers.get("Retry-After"))
+    if retryable and asked is not None and asked > MAX_RETRY_AFTER_S:
+        message += (f"; the server asked to retry after {asked:.0f} s, "
+                    f"over the {MAX_RETRY_AFTER_S:g} s cap")
+        raise ItemFailure(ErrorType.HTTP_ERROR, message)
+    raise ItemFailure(ErrorType.HTTP_ERROR, message, retryable=retryable, retry_after=asked)
 
 
 async def _read_capped(
@@ -134,11 +149,20 @@ def _client_error_message(exc: aiohttp.ClientError) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def retry_after_header(value: str | None) -> float | None:
-    """Seconds from an HTTP ``Retry-After`` header given in seconds (dates are ignored)."""
+def retry_after_header(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from an HTTP ``Retry-After`` header (RFC 9110 section 10.2.3): a
+    number of seconds, or an HTTP date, counted from ``now`` (default: the current UTC
+    time); a date in the past gives 0. None when absent or unreadable (never raises)."""
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # "-0000": UTC, source unknown (RFC 5322 section 3.3)
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

@@ -20,11 +20,15 @@ T = TypeVar("T")
 MAX_BACKOFF = 60.0
 
 
-def retrying(max_attempts: int, first_wait: float = 1.0) -> AsyncRetrying:
+def retrying(
+    max_attempts: int, first_wait: float = 1.0, max_asked: float | None = None
+) -> AsyncRetrying:
     """A tenacity policy: ``async for attempt in retrying(5): with attempt: ...``.
 
     Waits ``random(0, first_wait * 2**n)`` seconds (capped at 60) after the n-th failure, or
-    the server's ``retry_after`` when that is longer. Re-raises the last failure.
+    the server's ``retry_after`` when that is longer. A failure whose ``retry_after`` exceeds
+    ``max_asked`` seconds (None: no bound, as for Gemini's ``retryDelay``) is not retried:
+    it is re-raised at once rather than slept on. Re-raises the last failure.
     """
     backoff = wait_random_exponential(multiplier=first_wait, max=MAX_BACKOFF)
 
@@ -33,19 +37,28 @@ def retrying(max_attempts: int, first_wait: float = 1.0) -> AsyncRetrying:
         asked = failure.retry_after if isinstance(failure, ItemFailure) else None
         return max(backoff(state), asked or 0.0)
 
+    def worth_retrying(exc: BaseException) -> bool:
+        if not isinstance(exc, ItemFailure) or not exc.retryable:
+            return False
+        return max_asked is None or (exc.retry_after or 0.0) <= max_asked
+
     return AsyncRetrying(
         stop=stop_after_attempt(max_attempts),
         wait=wait,
-        retry=retry_if_exception(lambda exc: isinstance(exc, ItemFailure) and exc.retryable),
+        retry=retry_if_exception(worth_retrying),
         reraise=True,
     )
 
 
 async def call_with_retries(
-    call: Callable[[], Awaitable[T]], max_attempts: int, first_wait: float = 1.0
+    call: Callable[[], Awaitable[T]],
+    max_attempts: int,
+    first_wait: float = 1.0,
+    max_asked: float | None = None,
 ) -> T:
-    """``await call()``, retried by :func:`retrying`; re-raises the last failure."""
-    async for attempt in retrying(max_attempts, first_wait):
+    """``await call()``, retried by :func:`retrying` (``max_asked``: the longest server-asked
+    delay in seconds that is slept on; None: no bound); re-raises the last failure."""
+    async for attempt in retrying(max_attempts, first_wait, max_asked):
         with attempt:
             return await call()
     raise AssertionError("unreachable: tenacity re-raises the last failure")

@@ -20,6 +20,11 @@ Figures and where they come from:
   Google's front-end 404 page ("The requested URL <code>/v1beta/...</code> was not found on
   this server.") quotes the request path; no captured page shows it quoting a query string,
   so the emulator does not model a key echo that way.
+* ``garbage:N``: HTTP 200 whose body is not JSON (the first bytes of a generateContent
+  answer, cut off: ``GARBAGE_BODY``), a model of an answer truncated by a proxy or a broken
+  connection that still reached the client as a complete 200. No captured Gemini answer
+  shows this; it is a harsher-case model of what a front end or middlebox may deliver,
+  declared ``application/json`` so that a client cannot tell it apart by its headers.
 """
 
 from __future__ import annotations
@@ -39,6 +44,18 @@ from .wire import STATUS_NAMES, ApiError, quota_error, require_key, suspended_er
 
 RPM_WINDOW_S = 60.0  # seconds; requests-per-minute quota window.
 SHAPES = frozenset({"block", "safety", "empty", "max_tokens"})  # answer shapes (answers.py)
+#: A generateContent answer cut off after its first bytes: HTTP 200, not JSON.
+GARBAGE_BODY = '{\n  "candidates": [\n    {\n      "content": {\n        "parts": [\n          {"te'
+
+
+class Garbled(Exception):
+    """Raised by :meth:`Behaviour.raise_scripted` for a due ``garbage`` script: the handler
+    answers HTTP 200 with ``GARBAGE_BODY`` (see :func:`garbled_response`)."""
+
+
+def garbled_response() -> web.Response:
+    """HTTP 200, ``application/json``, whose body is ``GARBAGE_BODY`` (not JSON)."""
+    return web.Response(status=200, text=GARBAGE_BODY, content_type="application/json")
 
 
 @dataclass(frozen=True)
@@ -90,8 +107,9 @@ class EmulatorSettings:
 class Script:
     """A scripted per-image behaviour parsed from text (see :func:`parse_script`).
 
-    kind: block | safety | empty | max_tokens | fail | slow | suspended; status: HTTP code
-    (fail); remaining: failures left (fail; None = always); seconds: delay (slow).
+    kind: block | safety | empty | max_tokens | fail | garbage | slow | suspended; status:
+    HTTP code (fail); remaining: failures left (fail, garbage; None = always); seconds:
+    delay (slow).
     """
 
     kind: str
@@ -101,17 +119,21 @@ class Script:
 
 
 def parse_script(text: str) -> Script:
-    """Parse "block", "safety", "empty", "max_tokens", "suspended", "fail:CODE[:N]" or
-    "slow:SECONDS"; ValueError if it is none of these.
+    """Parse "block", "safety", "empty", "max_tokens", "suspended", "garbage[:N]",
+    "fail:CODE[:N]" or "slow:SECONDS"; ValueError if it is none of these.
 
     fail:CODE:N fails the first N requests for the image with HTTP CODE (e.g. 503, 500,
-    429), then answers normally; fail:CODE without N fails every time. suspended answers
-    every request with the 403 that quotes the caller's API key (module docstring).
+    429), then answers normally; fail:CODE without N fails every time. garbage:N answers
+    the first N requests with HTTP 200 and a body that is not JSON (module docstring);
+    garbage without N, every request. suspended answers every request with the 403 that
+    quotes the caller's API key (module docstring).
     """
     kind, _, rest = text.partition(":")
-    if (kind in SHAPES or kind == "suspended") and not rest:
+    if (kind in SHAPES or kind in ("suspended", "garbage")) and not rest:
         return Script(kind)
     try:
+        if kind == "garbage" and int(rest) >= 0:
+            return Script("garbage", remaining=int(rest))
         if kind == "slow":
             seconds = float(rest)
             if seconds >= 0:
@@ -214,20 +236,23 @@ class Behaviour:
             await asyncio.sleep(self._embed_rng.uniform(low, high))
 
     def raise_scripted(self, script: Script | None, key: str | None) -> None:
-        """Raise the ApiError a ``fail`` script is due (counting down ``remaining``) or a
-        ``suspended`` script's 403 quoting ``key`` (not applied when ``key`` is None: no
-        request carries a key, as for a batch line)."""
+        """Raise the ApiError a ``fail`` script is due or :class:`Garbled` for a due
+        ``garbage`` script (both counting down ``remaining``), or a ``suspended`` script's
+        403 quoting ``key``. ``key`` None means a batch line, which has no HTTP answer or
+        key of its own: ``suspended`` and ``garbage`` do not apply to it."""
         if script is None:
             return
         if script.kind == "suspended" and key is not None:
             raise suspended_error(key)
-        if script.kind != "fail":
+        if script.kind not in ("fail", "garbage") or (script.kind == "garbage" and key is None):
             return
-        if script.remaining is None:
-            raise ApiError(script.status)
-        if script.remaining > 0:
+        if script.remaining is not None:
+            if script.remaining <= 0:
+                return
             script.remaining -= 1
-            raise ApiError(script.status)
+        if script.kind == "garbage":
+            raise Garbled()
+        raise ApiError(script.status)
 
     def fault_due(self) -> bool:
         """Draw from the fault RNG: True for a ``fault_rate`` fraction of calls."""

@@ -124,14 +124,17 @@ class ImageServer(LoopbackServer):
         self._routes[_norm(path)] = handler
 
     def add_flaky(self, path: str, body: bytes, content_type: str = "image/jpeg",
-                  failures: int = 1, status: int = 503) -> None:
-        """Answer the first ``failures`` requests with ``status``, then ``body`` (200)."""
+                  failures: int = 1, status: int = 503,
+                  headers: Mapping[str, str] | None = None) -> None:
+        """Answer the first ``failures`` requests with ``status`` and extra ``headers`` (e.g.
+        ``Retry-After``), then ``body`` (200)."""
         left = [failures]
 
         async def handler(request: web.Request) -> web.StreamResponse:
             if left[0] > 0:
                 left[0] -= 1
-                return web.Response(status=status, text=f"flaky: {status}")
+                return web.Response(status=status, text=f"flaky: {status}",
+                                    headers=dict(headers or {}))
             return web.Response(body=body, content_type=content_type)
         self._routes[_norm(path)] = handler
 

@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from .answers import DEFAULT_EMBED_DIM, build_response, embedding_vector
-from .behaviour import Behaviour
+from .behaviour import Behaviour, Garbled, garbled_response
 from .contents import THREAD_DECODE_BYTES, FileParts, GenerateRequest, parse_generate, parts
 from .stats import EmulatorStats, ImageRecord
 from .wire import (
@@ -108,6 +108,8 @@ class ModelsApi:
             if err.code == 429:
                 self.stats.rate_limited += 1
             return error_response(err)
+        except Garbled:
+            return garbled_response()
 
     # ----- generateContent --------------------------------------------------------------
     async def generate(self, request: web.Request, model: str, body: bytes) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,22 +15,38 @@ from ..errors import ItemFailure
 from ..model import ErrorType
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+#: What google-genai 3.4.0 raises for an HTTP 200 whose body is not JSON: generate_content
+#: and embed_content call ``json.loads(response.body)`` themselves (models.py), so a bare
+#: ``json.JSONDecodeError``; paths reading through ``HttpResponse.json`` raise
+#: ``errors.UnknownApiResponseError`` (_api_client.py ``_load_json_from_response``).
+_NOT_JSON = (json.JSONDecodeError, errors.UnknownApiResponseError)
 
 
 @contextmanager
 def gemini_errors(timeout_message: str) -> Iterator[None]:
     """Turn what a google-genai call raises into :class:`ItemFailure`: API errors by
-    :func:`api_failure`, timeouts (``timeout``) and connection errors (``api_error``), both
-    retryable."""
+    :func:`api_failure`; timeouts (``timeout``), connection errors and a 200 answer whose
+    body is not JSON (``api_error``: a truncated or proxied answer, retried like a 5xx), all
+    three retryable."""
     try:
         yield
     except errors.APIError as exc:
         raise api_failure(exc) from None
+    except _NOT_JSON as exc:
+        message = f"Gemini answered 200 with a body that is not JSON ({_not_json_detail(exc)})"
+        raise ItemFailure(ErrorType.API_ERROR, message, retryable=True) from None
     except TimeoutError:
         raise ItemFailure(ErrorType.TIMEOUT, timeout_message, retryable=True) from None
     except aiohttp.ClientError as exc:
         message = f"connection to Gemini failed: {type(exc).__name__}: {exc}"
         raise ItemFailure(ErrorType.API_ERROR, message, retryable=True) from None
+
+
+def _not_json_detail(exc: ValueError) -> str:
+    """Where parsing stopped, without the body (which may be long, or hold anything)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at character {exc.pos}"
+    return "the SDK could not parse it"
 
 
 def api_failure(exc: errors.APIError) -> ItemFailure:
