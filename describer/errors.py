@@ -43,6 +43,11 @@ class ConfigError(Exception):
     """A whole-run problem (no credentials, bad option, unreadable output): exit code 2."""
 
 
+class OutputError(ConfigError):
+    """The output file could not take a record (disk full, quota, I/O error): the run stops,
+    the file is cut back to its last whole record, and the summary is still shown."""
+
+
 def secrets(api_key: str | None, env: Mapping[str, str] = os.environ) -> tuple[str, ...]:
     """The key values of this run, to be scrubbed from messages (short values are ignored)."""
     values = [api_key, *(env.get(name) for name in SECRET_VARIABLES)]

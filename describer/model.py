@@ -8,6 +8,8 @@ back (resume, ``batch fetch``), a record goes through :meth:`Result.from_json`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass
 from enum import StrEnum
@@ -219,8 +221,7 @@ class Result:
         if self.media is not None:
             image = self.media.to_json()
             image["original"] = self.original.to_json() if self.original else None
-        return {
-            "source": self.source,
+        return _source_json(self.source) | {
             "description": self.description,
             "error": self.error.to_json() if self.error else None,
             "model": self.model,
@@ -250,7 +251,7 @@ class Result:
         image = data.get("image")
         original = image.get("original") if isinstance(image, dict) else None
         return cls(
-            str(data["source"]), str(data["model"]), str(data["prompt"]),
+            record_source(data), str(data["model"]), str(data["prompt"]),
             data.get("description"), _optional(ItemError, data.get("error")),
             _optional(Usage, data.get("usage")), _optional(Media, image),
             _optional(Media, original), data.get("finish_reason"), data.get("latency_ms"),
@@ -262,3 +263,45 @@ class Result:
 def _optional(kind: Any, data: Any) -> Any:
     return kind.from_json(data) if isinstance(data, dict) else None
 
+
+def _source_json(source: str) -> dict[str, str]:
+    """``{"source": ...}``, always valid UTF-8: a source that is not (a file name with byte
+    0xFF, read with ``surrogateescape``) is written with its bad bytes escaped (``\\xff``) and
+    its original bytes, base64-encoded, in ``source_bytes``."""
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = source.encode("utf-8", "surrogateescape")
+        text = raw.decode("utf-8", "backslashreplace")
+        return {"source": text, "source_bytes": base64.b64encode(raw).decode("ascii")}
+    return {"source": source}
+
+
+def record_source(record: dict[str, Any]) -> str:
+    """The source a record names, as the run that wrote it saw it: ``source_bytes`` decoded
+    (``surrogateescape``, as Python reads file names) when present, else ``source``.
+    Raises ``KeyError`` when the record has no ``source``."""
+    raw = record.get("source_bytes")
+    if isinstance(raw, str):
+        try:
+            return base64.b64decode(raw, validate=True).decode("utf-8", "surrogateescape")
+        except (binascii.Error, ValueError):
+            pass
+    return str(record["source"])
+
+
+#: Keys every describer record has had since the first release (README, "The JSONL schema"):
+#: the positive mark by which an output file is recognised as describer's.
+RECORD_KEYS = frozenset({"source", "description", "error", "model", "prompt", "usage"})
+
+
+def is_record(data: object) -> bool:
+    """Whether parsed JSON ``data`` is a describer record: an object with every key of
+    :data:`RECORD_KEYS`, a string ``source`` and ``model``, and ``error`` null or an object."""
+    return (
+        isinstance(data, dict)
+        and data.keys() >= RECORD_KEYS
+        and isinstance(data["source"], str)
+        and isinstance(data["model"], str)
+        and (data["error"] is None or isinstance(data["error"], dict))
+    )

@@ -1,132 +1,118 @@
 """Output stage: one JSON line per record, on stdout or appended to ``-o FILE`` (resumed).
 
-:func:`open_sink` opens where records go and reads what an earlier run left there;
-:func:`write_all` is the one write loop, used by ``run`` and by ``batch fetch``.
+:func:`open_sink` opens where records go: it takes describer's lock on the file (one writer
+per file), reads what an earlier run left there (:mod:`describer.resume`; a file that is not
+describer's is refused untouched) and drops a torn last line. :func:`write_all` is the one
+write loop, used by ``run`` and by ``batch fetch``. A write that fails (disk full) is undone
+back to the last whole record and raises :class:`~describer.errors.OutputError`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from collections.abc import AsyncIterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .errors import ConfigError
+from .errors import ConfigError, OutputError
+from .locks import exclusive
 from .model import Result
 from .report import Progress, Tally
-from .sources import fingerprint
-
-
-@dataclass
-class Resume:
-    """What an earlier run left in ``-o FILE``.
-
-    ``done``: fingerprints of sources with a successful record (skipped this time);
-    ``torn``: a torn last line (a killed run) was dropped;
-    ``other_settings``: some kept records were made with another model or prompt.
-    """
-
-    done: set[bytes] = field(default_factory=set)
-    torn: bool = False
-    other_settings: bool = False
+from .resume import Resume, scan
+from .sources import fingerprint, identity
 
 
 class Sink:
     """Where records go: stdout, or ``-o FILE`` appended to one whole line per write."""
 
-    def __init__(self, stream: IO[str] | None, fd: int | None, resume: Resume) -> None:
+    def __init__(
+        self,
+        resume: Resume,
+        stream: IO[str] | None = None,
+        fd: int | None = None,
+        path: Path | None = None,
+    ) -> None:
         self.resume = resume
         self._stream = stream
         self._fd = fd
+        self._path = path
+        self._size = os.fstat(fd).st_size if fd is not None else 0
 
     def write(self, result: Result) -> None:
-        """Write one record as one line, at once: flushed to stdout, or a single ``write(2)``
-        to the file, so a killed run leaves at most one torn last line."""
+        """Write one record as one line, at once: flushed to stdout, or ``write(2)`` calls
+        to the file. Raises :class:`OutputError` when the file cannot take it (disk full,
+        quota, I/O error), after cutting the file back to its last whole record."""
         line = result.to_line()
         if self._fd is None:
             assert self._stream is not None
             self._stream.write(line)
             self._stream.flush()
             return
-        data = memoryview(line.encode("utf-8", "surrogateescape"))
-        while data:
-            data = data[os.write(self._fd, data) :]
+        data = memoryview(line.encode("utf-8", "backslashreplace"))
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            raise OutputError(f"cannot write {self._path}: {exc.strerror}") from None
+        self._size += len(line.encode("utf-8", "backslashreplace"))
 
     def already_done(self, result: Result) -> bool:
         """Whether the file already holds a successful record for ``result.source``."""
-        return fingerprint(result.source) in self.resume.done
+        return fingerprint(identity(result.source)) in self.resume.done
 
 
 @contextlib.contextmanager
 def open_sink(
     path: Path | None, overwrite: bool = False, model: str = "", prompt: str = ""
 ) -> Iterator[Sink]:
-    """Open the run's output: stdout, or ``path`` resumed (appended) unless ``overwrite``.
+    """Open the run's output: stdout, or ``path`` resumed (appended), or emptied with
+    ``overwrite``; describer's lock on ``path`` is held until the block ends.
 
-    Raises :class:`ConfigError` when the file cannot be read or written, or holds a line
-    that is not a record (other than a torn last line, which is dropped).
+    Raises :class:`ConfigError` when another describer process writes ``path``, the file
+    cannot be read or written, or it is not describer's (checked before anything is
+    written, ``overwrite`` or not).
     """
     if path is None:
-        yield Sink(sys.stdout, None, Resume())
+        yield Sink(Resume(), stream=sys.stdout)
         return
+    with exclusive(path) as lock_fd:
+        resume = _scan(lock_fd, path, model, prompt)
+        fd = _open_for_append(path, 0 if overwrite else resume.kept_bytes, resume.torn)
+        try:
+            yield Sink(Resume() if overwrite else resume, fd=fd, path=path)
+        finally:
+            os.close(fd)
+
+
+def _scan(fd: int, path: Path, model: str, prompt: str) -> Resume:
     try:
-        resume = Resume() if overwrite else scan_output(path, model, prompt)
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_APPEND)
-        fd = os.open(path, flags, 0o644)
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return scan(handle, path, model, prompt)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _open_for_append(path: Path, keep: int, torn: bool) -> int:
+    """The file opened for appending, cut to ``keep`` bytes when that drops anything."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        if torn or keep < os.fstat(fd).st_size:
+            os.ftruncate(fd, keep)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        yield Sink(None, fd, resume)
-    finally:
-        os.close(fd)
-
-
-def scan_output(path: Path, model: str = "", prompt: str = "") -> Resume:
-    """Read an earlier run's records; truncate the file before a torn last line."""
-    resume = Resume()
-    if not path.exists():
-        return resume
-    kept_bytes = 0
-    with open(path, "rb") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.endswith(b"\n"):
-                resume.torn = True
-                break
-            _remember(resume, _parse(line, path, number), model, prompt)
-            kept_bytes += len(line)
-    if resume.torn:
-        os.truncate(path, kept_bytes)
-    return resume
-
-
-def _parse(line: bytes, path: Path, number: int) -> dict[str, object]:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        record = None
-    if not isinstance(record, dict) or not isinstance(record.get("source"), str):
-        raise ConfigError(
-            f"{path} line {number} is not a describer record; use --overwrite or another -o"
-        )
-    return record
-
-
-def _remember(resume: Resume, record: dict[str, object], model: str, prompt: str) -> None:
-    if record.get("error") is None:
-        resume.done.add(fingerprint(str(record["source"])))
-        if (model and record.get("model") != model) or (prompt and record.get("prompt") != prompt):
-            resume.other_settings = True
+    return fd
 
 
 async def write_all(
     results: AsyncIterable[Result], sink: Sink, tally: Tally, progress: Progress | None = None
 ) -> None:
     """Write each result as it comes (those already described in the sink are dropped),
-    counting it in ``tally`` and on ``progress``."""
+    counting it in ``tally`` and on ``progress``. Raises :class:`OutputError` when the
+    output cannot take a record."""
     async for result in results:
         if sink.already_done(result):
             continue

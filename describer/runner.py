@@ -8,15 +8,18 @@ caller (the CLI).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import IO
 
 from . import gemini
 from .config import Config
-from .output import Resume, open_sink, write_all
+from .errors import OutputError
+from .model import Result
+from .output import Sink, open_sink, write_all
 from .pipeline import describe_stream
 from .report import Progress, Tally
+from .resume import Resume
 from .sources import SourceReader, SourceStats
 
 
@@ -28,11 +31,12 @@ class RunReport:
     tally: Tally
     sources: SourceStats
     interrupted: bool
+    output_error: str | None = None  # the output could not take a record: the run stopped
 
     @property
     def all_ok(self) -> bool:
-        """True when every record was described (and embedded, when asked)."""
-        return not (self.tally.failed or self.tally.embedding_failed)
+        """True when every record was described (and embedded, when asked) and written."""
+        return not (self.tally.failed or self.tally.embedding_failed or self.output_error)
 
     def summary(self) -> str:
         """The one-line summary for stderr (see :meth:`Tally.summary`)."""
@@ -52,14 +56,15 @@ async def run(
     With ``-o FILE`` an earlier run's file is resumed: sources it already describes are
     skipped, new records are appended (``overwrite`` starts afresh). Setting ``stop`` takes
     no new sources (items in flight finish); cancelling the task stops at once, and the
-    report says ``interrupted`` either way. Notices and the progress bar go to ``progress``
-    (default: a bar on stderr when it is a terminal). Raises :class:`ConfigError` for
-    whole-run problems (no credentials, unwritable output).
+    report says ``interrupted`` either way. When the output cannot take a record (disk full),
+    the run stops, the file is cut back to its last whole record, and the report carries
+    ``output_error``. Notices and the progress bar go to ``progress`` (default: a bar on
+    stderr when it is a terminal). Raises :class:`ConfigError` for whole-run problems found
+    before it starts (no credentials, an output file that is not describer's or is locked).
     """
     stop = stop or asyncio.Event()
     progress = progress or Progress(config.progress)
     tally = Tally(model=config.model, media=config.media)
-    aborted = False
     async with gemini.connect(config) as connection:
         with open_sink(config.output, config.overwrite, config.model, config.prompt) as sink:
             _report_resume(progress, sink.resume, config)
@@ -69,13 +74,24 @@ async def run(
             results = describe_stream(
                 sources, config, reader=reader, stop=stop, connection=connection
             )
-            try:
-                await write_all(results, sink, tally, progress)
-            except asyncio.CancelledError:
-                aborted = True
-            finally:
-                progress.close()
-    return RunReport(tally, reader.stats, interrupted=aborted or stop.is_set())
+            aborted, output_error = await _write(results, sink, tally, progress)
+    return RunReport(tally, reader.stats, aborted or stop.is_set(), output_error)
+
+
+async def _write(
+    results: AsyncGenerator[Result, None], sink: Sink, tally: Tally, progress: Progress
+) -> tuple[bool, str | None]:
+    """Write every result; (cancelled, the output error that stopped the run)."""
+    try:
+        await write_all(results, sink, tally, progress)
+    except asyncio.CancelledError:
+        return True, None
+    except OutputError as exc:
+        return False, str(exc)
+    finally:
+        await results.aclose()  # items still in flight are cancelled
+        progress.close()
+    return False, None
 
 
 def _report_resume(progress: Progress, resume: Resume, config: Config) -> None:

@@ -4,11 +4,18 @@ An argument is an http(s) URL, an image file, a folder (walked recursively), a t
 sources (one URL or path per line; blank lines and ``#`` comments skipped) or ``-`` for such
 lines on stdin. Nothing is read whole: a list of a million lines streams line by line, and
 only a 16-byte fingerprint per source is kept to drop repeats.
+
+A list (file or stdin) is read as bytes and decoded here: UTF-8 (a BOM is dropped; bytes that
+are not UTF-8, as in file names, are kept with ``surrogateescape``) or UTF-16 (a BOM, or a
+NUL every other byte). A list that is binary gives one ``invalid`` source naming it, never a
+source per line of garbage; a line with a NUL byte gives one ``invalid`` source.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import itertools
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -21,6 +28,15 @@ from .model import Source, SourceKind
 #: File name endings taken as lists of sources when a file's bytes are not an image.
 LIST_SUFFIXES = (".txt", ".list", ".lst", ".urls", ".csv", ".tsv")
 _SUPPORTED_SCHEMES = ("http://", "https://")
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_CHUNK = 64 * 1024
+#: Bytes a list's encoding is told from: a BOM and one UTF-16 character.
+_HEAD_MIN = 4
+BINARY_LIST = "binary data, not a list of sources (NUL bytes, neither UTF-8 nor UTF-16)"
+NUL_BYTE = "contains a NUL byte: neither a URL nor a path"
 
 
 @dataclass
@@ -33,13 +49,36 @@ class SourceStats:
     already_done: int = 0  # described by an earlier run into the same -o FILE
 
 
+def identity(ref: str) -> str:
+    """The one name of a source, across runs (resume) and within one (repeats): the absolute
+    path for a file or folder (``~`` expanded, ``./`` and ``..`` folded; symlinks are not
+    resolved), the URL with its scheme and host lower-cased for a URL, the text itself for
+    anything else. ``pics``, ``./pics/a.jpg`` and ``$PWD/pics/a.jpg`` name one file. The record
+    keeps ``source`` as written."""
+    lowered = ref.lower()
+    if lowered.startswith(_SUPPORTED_SCHEMES):
+        scheme, rest = ref.split("://", 1)
+        authority, slash, path = rest.partition("/")
+        userinfo, at, host = authority.rpartition("@")
+        return f"{scheme.lower()}://{userinfo}{at}{host.lower()}{slash}{path}"
+    if "://" in ref:
+        return ref
+    try:
+        return os.path.abspath(os.path.expanduser(ref))
+    except ValueError:  # e.g. a NUL byte: not a path
+        return ref
+
+
 def fingerprint(text: str) -> bytes:
     """A 16-byte digest standing for a source string in sets (repeats, resume)."""
     return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
 
 def classify(ref: str) -> Source:
-    """Classify one user-written source (a list line or an argument) without reading it."""
+    """Classify one user-written source (a list line or an argument) without reading it.
+    Never raises: what cannot be a URL or a path is an ``INVALID`` source saying why."""
+    if "\x00" in ref:
+        return Source(ref, SourceKind.INVALID, ref, NUL_BYTE)
     lowered = ref.lower()
     if lowered.startswith(_SUPPORTED_SCHEMES):
         if "://" in ref and not ref.split("://", 1)[1].split("/", 1)[0]:
@@ -49,28 +88,107 @@ def classify(ref: str) -> Source:
         scheme = ref.split("://", 1)[0]
         problem = f"unsupported scheme {scheme}:// (use http or https)"
         return Source(ref, SourceKind.INVALID, ref, problem)
-    path = os.path.abspath(os.path.expanduser(ref))
-    if os.path.isdir(path) or os.path.isfile(path):
+    try:
+        path = os.path.abspath(os.path.expanduser(ref))
+        exists = os.path.isdir(path) or os.path.isfile(path)
+    except (ValueError, OSError) as exc:
+        return Source(ref, SourceKind.INVALID, ref, f"not a path: {exc}")
+    if exists:
         return Source(ref, SourceKind.PATH, path)
     problem = "neither an http(s) URL nor an existing file or folder"
     return Source(ref, SourceKind.INVALID, ref, problem)
 
 
+def list_encoding(head: bytes) -> tuple[str, int] | None:
+    """How a list of sources is encoded, told from its first bytes: ``(encoding, length of
+    its byte order mark)``. UTF-8 with or without a BOM; UTF-16 with a BOM, or without one
+    when nearly every other byte is NUL (text in Latin script); ``None`` for binary data:
+    NUL bytes in a head that is not UTF-8, or many of them. A lone NUL in otherwise clean
+    UTF-8 is a bad line, not a binary list."""
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return encoding, len(bom)
+    if b"\x00" not in head:
+        return "utf-8", 0
+    even, odd = head[0::2], head[1::2]
+    if len(head) >= _HEAD_MIN and b"\x00" not in even and odd.count(0) * 4 >= len(odd) * 3:
+        return "utf-16-le", 0
+    if len(head) >= _HEAD_MIN and b"\x00" not in odd and even.count(0) * 4 >= len(even) * 3:
+        return "utf-16-be", 0
+    if head.count(0) * 10 > len(head) or not _is_utf8(head):
+        return None
+    return "utf-8", 0
+
+
+def _is_utf8(head: bytes) -> bool:
+    """Whether ``head`` is UTF-8, but for a character cut at its end."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    """The bytes of ``stream`` as they come (``read1``: a pipe is not waited on to fill)."""
+    read = getattr(stream, "read1", stream.read)
+    while chunk := read(_CHUNK):
+        yield chunk
+
+
+def _head(chunks: Iterator[bytes]) -> bytes:
+    """At least :data:`_HEAD_MIN` bytes from ``chunks`` (fewer at their end)."""
+    head = b""
+    for chunk in chunks:
+        head += chunk
+        if len(head) >= _HEAD_MIN:
+            break
+    return head
+
+
+def _decoded_lines(chunks: Iterable[bytes], encoding: str) -> Iterator[str]:
+    """The lines of ``chunks`` decoded incrementally (UTF-8 with ``surrogateescape``)."""
+    errors = "surrogateescape" if encoding == "utf-8" else "replace"
+    decoder = codecs.getincrementaldecoder(encoding)(errors)
+    pending = ""
+    for chunk in chunks:
+        pending += decoder.decode(chunk)
+        *lines, pending = pending.split("\n")
+        yield from lines
+    pending += decoder.decode(b"", final=True)
+    if pending:
+        yield pending
+
+
+def _without_bom(lines: Iterable[str]) -> Iterator[str]:
+    """Text lines with a BOM (U+FEFF) dropped from the start of the first."""
+    lines = iter(lines)
+    for first in lines:
+        yield first.removeprefix("\ufeff")
+        break
+    yield from lines
+
+
 def is_list_file(path: str) -> bool:
-    """Whether a file is a list of sources: not an image, and named like a list or plain text."""
+    """Whether a file is a list of sources: not an image, and named like a list or text
+    (UTF-8 or UTF-16, see :func:`list_encoding`) whose first line is a source."""
     with open(path, "rb") as fh:
         head = fh.read(SNIFF_BYTES)
     if sniff(head) is not None:
         return False
     if path.lower().endswith(LIST_SUFFIXES):
         return True
-    text = head.lstrip()
-    return b"\x00" not in head and not text.startswith(b"<") and _first_line_is_source(text)
+    found = list_encoding(head)
+    if found is None:
+        return False
+    encoding, bom = found
+    text = head[bom:].decode(encoding, "replace").lstrip()
+    return not text.startswith("<") and _first_line_is_source(text)
 
 
-def _first_line_is_source(text: bytes) -> bool:
+def _first_line_is_source(text: str) -> bool:
     for raw in text.splitlines():
-        line = raw.strip().decode("utf-8", "replace")
+        line = raw.strip()
         if line and not line.startswith("#"):
             return classify(line).kind is not SourceKind.INVALID
     return False
@@ -86,7 +204,8 @@ class SourceReader:
         done: set[bytes] | None = None,
         media: frozenset[str] = frozenset({"image"}),
     ) -> None:
-        """``done``: :func:`fingerprint` of sources already described (resume), skipped;
+        """``done``: :func:`fingerprint` of the :func:`identity` of sources already described
+        (resume), skipped;
         ``media``: the ``--media`` kinds a folder walk takes."""
         self.stats = SourceStats()
         self._taken = accepted(media)
@@ -103,10 +222,10 @@ class SourceReader:
                     yield source
 
     def _first_time(self, source: Source) -> bool:
-        if self._done and fingerprint(source.ref) in self._done:
+        digest = fingerprint(identity(source.ref))
+        if self._done and digest in self._done:
             self.stats.already_done += 1
             return False
-        digest = fingerprint(source.location)
         if digest in self._seen:
             self.stats.duplicates += 1
             return False
@@ -115,7 +234,7 @@ class SourceReader:
 
     def _expand(self, arg: str) -> Iterator[Source]:
         if arg == "-":
-            yield from self._lines(self._stdin or sys.stdin)
+            yield from self._stdin_sources()
             return
         source = classify(arg)
         if source.kind is not SourceKind.PATH:
@@ -123,10 +242,32 @@ class SourceReader:
         elif os.path.isdir(source.location):
             yield from self._walk(source.location, arg)
         elif is_list_file(source.location):
-            with open(source.location, encoding="utf-8", errors="surrogateescape") as fh:
-                yield from self._lines(fh)
+            with open(source.location, "rb") as fh:
+                yield from self._list(fh, arg)
         else:
             yield source
+
+    def _stdin_sources(self) -> Iterator[Source]:
+        """``-``: stdin's bytes when it has them (its encoding told as a list file's is),
+        else its text lines, a BOM dropped."""
+        stream = self._stdin if self._stdin is not None else sys.stdin
+        raw = getattr(stream, "buffer", None)
+        if raw is not None:
+            yield from self._list(raw, "-")
+        else:
+            yield from self._lines(_without_bom(stream))
+
+    def _list(self, stream: IO[bytes], name: str) -> Iterator[Source]:
+        """The sources of a list read as bytes; one ``INVALID`` source ``name`` when it is
+        binary."""
+        chunks = _chunks(stream)
+        head = _head(chunks)
+        found = list_encoding(head)
+        if found is None:
+            yield Source(name, SourceKind.INVALID, name, BINARY_LIST)
+            return
+        encoding, bom = found
+        yield from self._lines(_decoded_lines(itertools.chain([head[bom:]], chunks), encoding))
 
     def _lines(self, lines: Iterable[str]) -> Iterator[Source]:
         for raw in lines:

@@ -36,6 +36,7 @@ from .terminal import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
+    EXIT_USAGE,
     Interrupts,
     finish,
     print_hits,
@@ -92,7 +93,11 @@ async def describe_main(
     progress = Progress(config.progress)
     with Interrupts(progress.write) as interrupts:
         report = await run(config, sources, stdin, stop=interrupts.stop, progress=progress)
+    if report.output_error:
+        say(f"describe-images: error: {report.output_error}; stopped")
     say(report.summary())
+    if report.output_error:
+        return EXIT_USAGE
     if report.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if report.all_ok else EXIT_SOME_FAILED
@@ -157,9 +162,12 @@ async def search_main(file: Path, query: str, k: int, config: Config) -> int:
 
 
 def check_arguments(sources: tuple[str, ...]) -> None:
-    """Raise :class:`ConfigError` for ``-`` given twice or a path that does not exist."""
+    """Raise :class:`ConfigError` for ``-`` given twice or with stdin closed, or a path that
+    does not exist."""
     if sources.count("-") > 1:
         raise ConfigError("- (stdin) can be given once")
+    if "-" in sources and (sys.stdin is None or sys.stdin.closed):
+        raise ConfigError("- reads sources from stdin, but stdin is closed")
     for source in sources:
         if source != "-" and "://" not in source and not os.path.exists(source):
             raise ConfigError(f"no such file or folder: {source}")

@@ -1,0 +1,92 @@
+"""Reading what an earlier run left in ``-o FILE``: which sources are done, and whether the
+file is describer's at all.
+
+A file is describer's when every whole line is a describer record (``model.is_record``: the
+keys every record has had since the first release). Anything else (a config file, a data-set
+manifest whose lines have a ``source`` key, a binary file) is refused before a byte of it is
+touched. A torn last line (a run killed mid-write) is dropped only in a file recognised so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .errors import ConfigError
+from .model import is_record, record_source
+from .sources import fingerprint, identity
+
+#: How every record line describer writes begins (``json.dumps`` of ``Result.to_json``): a
+#: torn first line is recognised by it, a complete JSON object never is.
+RECORD_PREFIX = b'{"source": "'
+
+
+@dataclass
+class Resume:
+    """What an earlier run left in ``-o FILE``.
+
+    ``done``: fingerprints of the :func:`~describer.sources.identity` of sources with a
+    successful record (skipped this time); ``kept_bytes``: the length of the whole records;
+    ``torn``: a torn last line follows them (to be dropped); ``other_settings``: some kept
+    records were made with another model or prompt.
+    """
+
+    done: set[bytes] = field(default_factory=set)
+    kept_bytes: int = 0
+    torn: bool = False
+    other_settings: bool = False
+
+
+def scan(handle: BinaryIO, path: Path, model: str = "", prompt: str = "") -> Resume:
+    """Read the records of an open output file. Nothing is written.
+
+    Raises :class:`ConfigError` when a whole line is not a describer record, or the file is
+    one unterminated line that is not a torn record.
+    """
+    resume = Resume()
+    for number, line in enumerate(handle, start=1):
+        if not line.endswith(b"\n"):
+            _check_torn(line, path, recognised=number > 1)
+            resume.torn = True
+            break
+        _remember(resume, _record(line, path, number), model, prompt)
+        resume.kept_bytes += len(line)
+    return resume
+
+
+def _record(line: bytes, path: Path, number: int) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+    if not is_record(record):
+        raise ConfigError(
+            f"{path} is not a describer output (line {number} is not a describer record); "
+            "describer does not write into files it did not write: choose another -o"
+        )
+    return record  # type: ignore[return-value]
+
+
+def _check_torn(line: bytes, path: Path, recognised: bool) -> None:
+    """A last line without a newline may be dropped only when it is describer's."""
+    if recognised:
+        return
+    try:
+        json.loads(line)
+        complete = True
+    except ValueError:
+        complete = False
+    if complete or not line.startswith(RECORD_PREFIX):
+        raise ConfigError(
+            f"{path} is not a describer output (it is not JSON lines of describer records); "
+            "describer does not write into files it did not write: choose another -o"
+        )
+
+
+def _remember(resume: Resume, record: dict[str, Any], model: str, prompt: str) -> None:
+    if record.get("error") is None:
+        resume.done.add(fingerprint(identity(record_source(record))))
+        if (model and record.get("model") != model) or (prompt and record.get("prompt") != prompt):
+            resume.other_settings = True
