@@ -8,13 +8,15 @@ import codecs
 import io
 import json
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import describe_run
+from conftest import CLI, TEST_KEY, describe_run
 from imaging import jpeg
 
-from describer.emulator import GeminiEmulator
+from describer.emulator import EmulatorSettings, GeminiEmulator
 from describer.model import SourceKind
 from describer.sources import SourceReader, classify
 
@@ -154,3 +156,33 @@ async def test_three_spellings_of_one_folder_are_one_set_of_sources_across_runs(
         calls.append(gemini_env.stats.generate_requests)
     assert calls == [10, 0, 0]
     assert len(out_file.read_text().splitlines()) == 10
+
+
+@pytest.fixture
+def threaded_emulator() -> Iterator[GeminiEmulator]:
+    """An emulator on its own thread, so a blocking child process can reach it."""
+    emu = GeminiEmulator(EmulatorSettings())
+    with emu.in_thread():
+        yield emu
+
+
+@pytest.mark.parametrize(
+    ("bom", "encoding"),
+    [(codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (b"", "utf-16-be")],
+)
+def test_the_command_reads_stdin_bytes_with_a_bom_or_in_utf16(
+    threaded_emulator: GeminiEmulator, write_files, bom: bytes, encoding: str
+) -> None:
+    folder = write_files({"a.jpg": jpeg(seed=1), "b.jpg": jpeg(seed=2)})
+    data = bom + f"{folder / 'a.jpg'}\n{folder / 'b.jpg'}\n".encode(encoding)
+    env = {
+        "PATH": os.environ["PATH"], "DESCRIBER_HOME": os.environ["DESCRIBER_HOME"],
+        "GEMINI_API_KEY": TEST_KEY, "GOOGLE_GEMINI_BASE_URL": threaded_emulator.base_url,
+    }
+    done = subprocess.run(
+        [*CLI, "-", "--no-progress"], input=data, capture_output=True, env=env, timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    sources = sorted(json.loads(line)["source"] for line in done.stdout.splitlines())
+    assert sources == [str(folder / "a.jpg"), str(folder / "b.jpg")]
