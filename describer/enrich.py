@@ -1,9 +1,15 @@
 """``describe-images embed FILE.jsonl``: add embeddings to an earlier run's records, in place.
 
-Described records without an ``embedding`` get one; every other line is copied byte for byte.
-The new file is written beside the old one and moved over it atomically (``os.replace``), so
-the old file stays whole until the new one is. Interrupted (Ctrl-C), the batches in flight
-finish and the remaining lines are copied unchanged; a rerun picks up where it stopped.
+Described records without an ``embedding`` get one; every other line is copied byte for byte,
+and every line keeps its place. A torn last line (no newline: a run that was killed) is
+never embedded: it is copied as it is, last. Only describer's own output is rewritten: before
+anything is written, every whole line must be a describer record (:func:`model.is_record`),
+else the file is refused. The rewrite holds describer's write lock (:mod:`locks`) from the
+check to the replace, so a concurrent ``describe -o FILE`` or ``embed FILE`` is refused
+instead of losing records. The new file is written beside the old one and moved over it
+atomically (``os.replace``), so the old file stays whole until the new one is. Interrupted
+(Ctrl-C), the batches in flight finish and the remaining lines are copied unchanged; a rerun
+picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -15,18 +21,24 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from . import gemini
+from . import gemini, locks
 from .config import Config
 from .embed import Embedder, EmbedOutcome, embed_stream
 from .errors import ConfigError
+from .model import is_record
+
+#: Fewest lines read ahead of the first line not yet written (see :func:`_window`).
+MIN_WINDOW = 256
 
 
 @dataclass
 class Line:
-    """One line of the file: its bytes, and its record when it needs an embedding."""
+    """One line of the file: its place (0-based), its bytes, and its record when it needs an
+    embedding."""
 
+    number: int
     raw: bytes
     record: dict[str, Any] | None = None
 
@@ -54,27 +66,97 @@ def needs_embedding(record: object) -> bool:
 async def embed_file(path: Path, config: Config, stop: asyncio.Event | None = None) -> EnrichReport:
     """Embed the descriptions in ``path`` that lack a vector; the counts.
 
-    Setting ``stop`` embeds no more lines (batches in flight finish; the rest are copied).
-    Cancelled, the file is left as it was. Raises :class:`ConfigError` when the file cannot
-    be read or replaced, or there are no credentials.
+    Lines keep their order; a torn last line is copied as it is. Setting ``stop`` embeds no
+    more lines (batches in flight finish; the rest are copied). Cancelled, the file is left
+    as it was. Raises :class:`ConfigError`, the file untouched, when another describer process
+    is writing it, a whole line of it is not a describer record (or it holds only a torn
+    fragment), it cannot be read or replaced, or there are no credentials.
     """
     stop = stop or asyncio.Event()
-    report = EnrichReport()
-    async with gemini.connect(config) as connection:
-        embedder = Embedder(connection, config)
-        tmp = path.with_name(f".{path.name}.describer-tmp")
+    with locks.exclusive(path, create=False) as fd, open(fd, "rb", closefd=False) as source:
         try:
-            with open(path, "rb") as source, open(tmp, "wb") as target:
-                async for line in _enrich(_lines(source, stop, report), embedder, config):
-                    _write(target, line, report)
-            os.replace(tmp, path)
+            check_recognised(path, source)
+            source.seek(0)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise ConfigError(f"cannot rewrite {path}: {exc.strerror}") from None
-        except BaseException:  # cancelled (a second Ctrl-C) or a bug: the file stays as it was
-            tmp.unlink(missing_ok=True)
-            raise
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        async with gemini.connect(config) as connection:
+            embedder = Embedder(connection, config)
+            return await _rewrite(path, source, embedder, config, stop)
+
+
+def check_recognised(path: Path, source: IO[bytes]) -> None:
+    """Refuse (:class:`ConfigError`) a file that describer did not write: one whose whole
+    lines are not all describer records, or that holds only a torn fragment. An empty file,
+    or a torn last line after records, passes. Reads ``source`` to its end."""
+    whole = 0
+    torn = False
+    for number, raw in enumerate(source, 1):
+        if not raw.endswith(b"\n"):
+            torn = True  # only the last line can lack its newline
+            break
+        whole += 1
+        if not is_record(_loads(raw)):
+            raise ConfigError(
+                f"{path}: line {number} is not a describer record; embed only rewrites "
+                "describer's own output, so the file is left as it was"
+            )
+    if torn and not whole:
+        raise ConfigError(f"{path} holds only a torn line, not a describer record; left as it was")
+
+
+async def _rewrite(
+    path: Path, source: IO[bytes], embedder: Embedder, config: Config, stop: asyncio.Event
+) -> EnrichReport:
+    report = EnrichReport()
+    window = asyncio.Semaphore(_window(config))
+    tmp = path.with_name(f".{path.name}.describer-tmp")
+    try:
+        with open(tmp, "wb") as target:
+            writer = _InOrder(target, report, window)
+            async for line in _enrich(_lines(source, stop, report, window), embedder, config):
+                writer.put(line)
+            writer.finish()
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot rewrite {path}: {exc.strerror}") from None
+    except BaseException:  # cancelled (a second Ctrl-C) or a bug: the file stays as it was
+        tmp.unlink(missing_ok=True)
+        raise
     return report
+
+
+def _window(config: Config) -> int:
+    """Lines that may be read past the first line not yet written: enough for every embedding
+    slot to hold a full batch and one more to be filling, so the window never idles a slot;
+    at least :data:`MIN_WINDOW`, so sparse records among embedded lines still fill batches."""
+    return max(MIN_WINDOW, config.embed_batch_size * (config.concurrency + 1))
+
+
+class _InOrder:
+    """Writes lines in file order whatever order they come back in: a line that is early
+    waits in ``pending`` until those before it are written. Each line written frees one place
+    of the reader's window."""
+
+    def __init__(self, target: IO[bytes], report: EnrichReport, window: asyncio.Semaphore):
+        self._target = target
+        self._report = report
+        self._window = window
+        self._pending: dict[int, Line] = {}
+        self._next = 0
+
+    def put(self, line: Line) -> None:
+        """Take one line back; write it and every pending line that now follows in order."""
+        self._pending[line.number] = line
+        while (ready := self._pending.pop(self._next, None)) is not None:
+            _write(self._target, ready, self._report)
+            self._next += 1
+            self._window.release()
+
+    def finish(self) -> None:
+        """At the end: raises ``RuntimeError`` (a bug; the file is kept) if a line was lost."""
+        if self._pending:
+            raise RuntimeError(f"embed lost line {self._next + 1}; the file is left as it was")
 
 
 def _enrich(lines: AsyncIterator[Line], embedder: Embedder, config: Config) -> AsyncIterator[Line]:
@@ -97,27 +179,31 @@ def _enrich(lines: AsyncIterator[Line], embedder: Embedder, config: Config) -> A
 _HAS_VECTOR = re.compile(rb'"embedding": \[[-\d]')
 
 
-async def _lines(source: Any, stop: asyncio.Event, report: EnrichReport) -> AsyncIterator[Line]:
-    for raw in source:
+async def _lines(
+    source: IO[bytes], stop: asyncio.Event, report: EnrichReport, window: asyncio.Semaphore
+) -> AsyncIterator[Line]:
+    for number, raw in enumerate(source):
+        await window.acquire()  # at most the window's lines read ahead of the writer
         report.lines += 1
-        if _HAS_VECTOR.search(raw):
+        record = None
+        if not raw.endswith(b"\n"):
+            pass  # a torn last line: copied as it is, never embedded
+        elif _HAS_VECTOR.search(raw):
             report.already += 1
-            record = None
-        else:
-            record = None if stop.is_set() else _parse(raw)
-        yield Line(raw, record if needs_embedding(record) else None)
+        elif not stop.is_set():
+            record = _loads(raw)
+        yield Line(number, raw, record if needs_embedding(record) else None)
         await asyncio.sleep(0)  # let batches go out while a long file is read
 
 
-def _parse(raw: bytes) -> dict[str, Any] | None:
+def _loads(raw: bytes) -> Any:
     try:
-        record = json.loads(raw)
+        return json.loads(raw)
     except ValueError:
-        return None  # a torn last line is copied as it is
-    return record if isinstance(record, dict) else None
+        return None
 
 
-def _write(target: Any, line: Line, report: EnrichReport) -> None:
+def _write(target: IO[bytes], line: Line, report: EnrichReport) -> None:
     if line.record is None:
         target.write(line.raw)
         return

@@ -28,7 +28,8 @@ def _described_file(path: Path, count: int, failed: int = 0) -> list[str]:
         description = f"photo number {i} of a red car" if ok else None
         error = None if ok else {"type": "http_error", "message": "HTTP 404"}
         lines.append(json.dumps({"source": f"img{i}.jpg", "description": description,
-                                 "error": error, "model": "gemini-test", "prompt": "p"}))
+                                 "error": error, "model": "gemini-test", "prompt": "p",
+                                 "usage": None}))  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
     return [f"photo number {i} of a red car" for i in range(count)]
 
