@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import TEST_KEY, cli, cli_process
 
-from describer import Config
+from describer import Config, enrich
 from describer.emulator import GeminiEmulator
 from describer.enrich import embed_file
 from describer.errors import ConfigError
@@ -133,3 +133,28 @@ def _wait_until(condition: Callable[[], bool], deadline: float = 20.0) -> None:
         if time.monotonic() > end:
             raise AssertionError("the condition never held")
         time.sleep(0.01)
+
+
+async def test_lines_read_ahead_of_the_writer_are_bounded_by_the_window(
+    gemini_env: GeminiEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "out.jsonl"
+    # the first record waits for its vector while 200 embedded lines behind it are read
+    path.write_bytes(_record(0) + b"".join(_record(i, [0.5]) for i in range(1, 201)))
+    gemini_env.configure(embed_latency=(0.2, 0.2))
+    monkeypatch.setattr(enrich, "MIN_WINDOW", 8)
+    held: list[int] = []
+    put = enrich._InOrder.put
+
+    def watched(self: enrich._InOrder, line: enrich.Line) -> None:
+        put(self, line)
+        held.append(len(self._pending))
+
+    monkeypatch.setattr(enrich._InOrder, "put", watched)
+    config = Config(embed_dim=8, embed_batch_size=1, concurrency=1, embed_timeout=0)
+    report = await embed_file(path, config)
+    assert report.lines == 201 and report.embedded == 1
+    assert max(held) <= 8  # never more than the window waits behind the first record
+    assert [json.loads(line)["source"] for line in path.read_bytes().splitlines()] == [
+        f"img{i}.jpg" for i in range(201)
+    ]
