@@ -24,7 +24,7 @@ from .embed import Embedder, embed_results
 from .errors import ItemFailure, redact
 from .limits import ByteBudget, Lease
 from .model import ErrorType, ItemError, Prepared, Result, Source
-from .prepare import prepare
+from .prepare import PREPARE_POOL, plan, prepare
 from .retries import call_with_retries
 from .sources import SourceReader
 
@@ -73,7 +73,9 @@ async def load(
     source: Source, session: aiohttp.ClientSession, config: Config, lease: Lease | None = None
 ) -> Prepared:
     """Download (retrying transient failures) and prepare one source: the bytes to send,
-    their size held in ``lease`` until the caller releases it.
+    their size held in ``lease`` until the caller releases it. Preparing runs in
+    ``prepare.PREPARE_POOL`` (``PREPARE_WORKERS`` threads), its decoded pixels held in
+    ``lease`` while it runs.
 
     Raises :class:`ItemFailure` with the download and prepare stages' error types.
     """
@@ -81,7 +83,26 @@ async def load(
         lambda: source_bytes(source, session, config, lease), config.max_attempts,
         config.retry_wait,
     )  # fmt: skip
-    return await asyncio.to_thread(prepare, data, config.max_side, config.media)
+    return await _prepare(data, config, lease)
+
+
+async def _prepare(data: bytes, config: Config, lease: Lease | None) -> Prepared:
+    """Prepare ``data`` in the prepare pool, its decoded pixels charged to ``lease`` first.
+
+    The header is read first (no decode); ``lease`` then grows by the decoded size
+    (``plan.decoded_bytes``), waiting for room, and shrinks to the bytes sent once done.
+    """
+    loop = asyncio.get_running_loop()
+    if lease is not None:
+        found = await loop.run_in_executor(PREPARE_POOL, plan, data, config.max_side, config.media)
+        if found.decoded_bytes:
+            await lease.reserve(lease.held + found.decoded_bytes)
+    prepared = await loop.run_in_executor(
+        PREPARE_POOL, prepare, data, config.max_side, config.media
+    )
+    if lease is not None:
+        await lease.shrink(max(len(data), len(prepared.data)))
+    return prepared
 
 
 class Pipeline:

@@ -10,8 +10,12 @@ orientation applied. Size, dimensions and MIME type come from the header alone.
 from __future__ import annotations
 
 import io
+import os
 import re
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -38,7 +42,41 @@ IMAGES_ONLY = frozenset({"image"})
 _PDF_PAGE = re.compile(rb"/Type\s*/Page(?![A-Za-z])")
 _JPEG_QUALITY = 90
 _ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
-_CONVERT_MODES = {"CMYK", "YCbCr", "LAB", "I", "I;16", "I;16B", "I;16L", "F", "1"}
+# Mode "1" is not here: a 1-bit PNG is a valid PNG and Gemini takes any valid PNG, so it
+# passes through undecoded (no local memory; Gemini tiles it like any PNG of that size).
+_CONVERT_MODES = {"CMYK", "YCbCr", "LAB", "I", "I;16", "I;16B", "I;16L", "F"}
+#: Most pixels (width x height, as stored) an image may have: Pillow's own refusal threshold,
+#: twice ``Image.MAX_IMAGE_PIXELS`` (2 x 89,478,485 = 178,956,970), above which Pillow raises
+#: ``DecompressionBombError``. Decoded as RGB that is 716 MB. Larger images are ``too_large``.
+MAX_PIXELS = 2 * (Image.MAX_IMAGE_PIXELS or 89_478_485)
+#: Decodes of more pixels than this (16.8 MP, 4096 x 4096: 64 MiB as RGB, which Pillow holds in
+#: 4 bytes a pixel) run one at a time, across all threads. Pixels counted at the size actually
+#: decoded: a JPEG scaled by ``draft`` for ``--max-side`` is small; a PNG has no such path.
+LARGE_PIXELS = 1 << 24
+#: Threads that run :func:`prepare` for the pipeline. Pillow's decoders release the GIL, so
+#: more than the cores gains nothing; at least 2 so a large decode does not stall small ones;
+#: at most 4, so decodes under ``LARGE_PIXELS`` hold at most 4 x 128 MiB.
+PREPARE_WORKERS = min(4, max(2, os.cpu_count() or 1))
+#: The pipeline's executor for :func:`prepare` (threads start on first use).
+PREPARE_POOL = ThreadPoolExecutor(PREPARE_WORKERS, thread_name_prefix="describer-prepare")
+#: Held around every decode of more than ``LARGE_PIXELS`` pixels.
+LARGE_DECODE = threading.Lock()
+#: Bytes a pixel takes in Pillow's memory, by mode (RGB, CMYK, I, F... take 4).
+_PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What :func:`prepare` will do with one file, read from its header alone."""
+
+    fmt: Format
+    decode_size: tuple[int, int] | None  # width, height decoded; None: sent undecoded
+    decoded_bytes: int  # bytes of pixels held at once while decoding; 0 when undecoded
+
+    @property
+    def large(self) -> bool:
+        """More than ``LARGE_PIXELS`` decoded: decoded one at a time."""
+        return self.decode_size is not None and _area(self.decode_size) > LARGE_PIXELS
 
 
 def prepare(
@@ -57,9 +95,59 @@ def prepare(
     image = _open(data)
     info = Media(fmt.value, *_display_size(image), len(data))
     if not _can_pass_through(fmt, image, data, max_side):
+        _draft(image, max_side)
+        if _area(image.size) > LARGE_PIXELS:  # the size decoded, after draft
+            with LARGE_DECODE:
+                return _reencode(image, fmt, info, max_side)
         return _reencode(image, fmt, info, max_side)
     _check_complete(fmt, data)
     return Prepared(data, info)
+
+
+def plan(data: bytes, max_side: int | None = None, media: frozenset[str] = IMAGES_ONLY) -> Plan:
+    """What :func:`prepare` will do with ``data``, from the header alone (nothing decoded).
+
+    ``decoded_bytes`` is width x height x bytes a pixel in Pillow's memory (1 for 1-bit,
+    grey and palette, 2 for 16-bit grey, 4 for the rest), at the size decoded (after a JPEG's
+    ``draft``), counted once for the decoded frame, once more for an EXIF rotation and once
+    more for the 8-bit copy when the mode is converted. Raises :class:`ItemFailure` as
+    :func:`prepare` does for the header (``not_an_image``, ``unsupported_format``,
+    ``corrupt_image``, ``too_large``).
+    """
+    fmt = _sniff(data, media)
+    if fmt not in RASTER:
+        return Plan(fmt, None, 0)
+    image = _open(data)
+    if _can_pass_through(fmt, image, data, max_side):
+        return Plan(fmt, None, 0)
+    mode = image.mode
+    _draft(image, max_side)
+    copies = [mode, *([mode] if _orientation(image) != 1 else []), _converted_mode(image)]
+    area = _area(image.size)
+    return Plan(fmt, image.size, sum(area * _PIXEL_BYTES.get(m, 4) for m in copies if m))
+
+
+def _area(size: tuple[int, int]) -> int:
+    return size[0] * size[1]
+
+
+def _draft(image: Image.Image, max_side: int | None) -> None:
+    """Let a JPEG decode scaled down (DCT scaling, no full-size decode) for ``max_side``;
+    ``image.size`` becomes the size decoded. Call once: a second draft undoes the first."""
+    if max_side is not None and image.format == "JPEG":
+        image.draft("RGB", (max_side, max_side))
+
+
+def _converted_mode(image: Image.Image) -> str | None:
+    """The mode :func:`_to_8bit` converts ``image`` to (None: kept as it is)."""
+    mode = image.mode
+    if mode in ("RGB", "L"):
+        return None
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F", "1"):
+        return "L"
+    if mode == "P":
+        return "RGBA" if "transparency" in image.info else "RGB"
+    return "RGBA" if mode in ("RGBA", "LA", "PA") else "RGB"
 
 
 def _sniff(data: bytes, media: frozenset[str]) -> Format:
@@ -94,11 +182,22 @@ def _check_complete(fmt: Format, data: bytes) -> None:
 
 def _open(data: bytes) -> Image.Image:
     try:
-        return Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise ItemFailure(ErrorType.TOO_LARGE, f"decompression bomb refused: {exc}") from None
+        raise _too_large(str(exc)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ItemFailure(ErrorType.CORRUPT_IMAGE, f"cannot read image header: {exc}") from None
+    if _area(image.size) > MAX_PIXELS:
+        raise _too_large(f"{_area(image.size)} pixels")
+    return image
+
+
+def _too_large(pillow_message: str) -> ItemFailure:
+    """``too_large`` naming the pixel count (read from Pillow's refusal when it refused)."""
+    found = re.search(r"(\d+) pixels", pillow_message)
+    count = f"{int(found.group(1)):,} pixels" if found else pillow_message
+    message = f"image too large: {count}, over the limit of {MAX_PIXELS:,} pixels"
+    return ItemFailure(ErrorType.TOO_LARGE, message)
 
 
 def _display_size(image: Image.Image) -> tuple[int, int]:
@@ -109,6 +208,8 @@ def _display_size(image: Image.Image) -> tuple[int, int]:
 
 
 def _orientation(image: Image.Image) -> int:
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1  # no eXIf before the pixels; looking past them would decode them all
     try:
         return int(image.getexif().get(0x0112, 1))
     except (OSError, SyntaxError, ValueError, TypeError):
@@ -126,8 +227,10 @@ def _can_pass_through(fmt: Format, image: Image.Image, data: bytes, max_side: in
 def _reencode(image: Image.Image, fmt: Format, info: Media, max_side: int | None) -> Prepared:
     try:
         pixels = _decode(image, max_side)
+        if pixels is not image:
+            image.close()  # the full-size frame goes now, while LARGE_DECODE is still held
     except Image.DecompressionBombError as exc:
-        raise ItemFailure(ErrorType.TOO_LARGE, f"decompression bomb refused: {exc}") from None
+        raise _too_large(str(exc)) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ItemFailure(ErrorType.CORRUPT_IMAGE, f"cannot decode {fmt.name}: {exc}") from None
     if max_side is not None:
@@ -138,9 +241,7 @@ def _reencode(image: Image.Image, fmt: Format, info: Media, max_side: int | None
 
 
 def _decode(image: Image.Image, max_side: int | None) -> Image.Image:
-    """Decode the first frame, cheaply scaled where the codec allows, upright and 8-bit."""
-    if max_side is not None and image.format == "JPEG":
-        image.draft("RGB", (max_side, max_side))  # DCT scaling: no full-size decode
+    """Decode the first frame (already drafted), upright and 8-bit."""
     image.load()
     upright = ImageOps.exif_transpose(image) or image
     return _to_8bit(upright)
@@ -150,8 +251,8 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         scaled = image.convert("I").point(lambda value: value * (1 / 256))
         return scaled.convert("L")
-    if image.mode == "F":
-        return image.convert("L")
+    if image.mode in ("F", "1"):
+        return image.convert("L")  # 1-bit as grey: 1 byte a pixel, not RGB's 4
     if image.mode == "P":
         return image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBA", "LA", "PA"):

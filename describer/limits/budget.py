@@ -1,4 +1,7 @@
-"""The byte budget: media bytes held in flight, so memory does not follow image sizes."""
+"""The byte budget: media bytes held in flight, so memory does not follow image sizes.
+
+An item's lease holds its downloaded bytes, then also its decoded pixels while it is
+re-encoded (see :func:`describer.prepare.plan`), then the bytes it sends."""
 
 from __future__ import annotations
 
@@ -54,6 +57,15 @@ class Lease:
         if size > self.held:
             self._budget.used += size - self.held
             self.held = size
+
+    async def shrink(self, size: int) -> None:
+        """Hold at most ``size`` bytes now, without waiting (decoded pixels freed)."""
+        budget = self._budget
+        async with budget._changed:
+            if size < self.held:
+                budget.used -= self.held - max(size, 0)
+                self.held = max(size, 0)
+                budget._changed.notify_all()
 
     async def release(self) -> None:
         """Give everything back."""
