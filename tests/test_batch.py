@@ -13,7 +13,7 @@ from conftest import TEST_KEY, cli, describe_run
 from imaging import jpeg, sha256
 
 from describer import Config, pipeline
-from describer.batch import MAX_FILE_BYTES, MAX_REQUESTS
+from describer.batch import MAX_FILE_BYTES, MAX_REQUESTS, jobs_dir
 from describer.cli.batch import fetch_main, submit_main
 from describer.cost import estimate
 from describer.emulator import GeminiEmulator
@@ -253,3 +253,80 @@ async def test_media_resolution_reaches_the_request(
     assert gemini_env.stats.images[0].generation_config == {
         "mediaResolution": "MEDIA_RESOLUTION_LOW"
     }
+
+
+# ----- issue 9: a submission that fails part-way --------------------------------------------
+# Policy: keep what was submitted. Items that could not be sent become "not submitted: ..."
+# error records in the job's errors file; the JOB id is printed whenever a job exists (exit 1);
+# when no job exists, every local file of the submission is removed (exit 2).
+
+
+def _eleven(write_files) -> tuple[Path, list[str]]:
+    """A folder of 11 images, their sources in key order (a folder is read sorted)."""
+    names = [f"{i:02d}.jpg" for i in range(11)]
+    folder = write_files({name: jpeg(64, 48, seed=i) for i, name in enumerate(names)})
+    return folder, [str(folder / name) for name in names]
+
+
+async def test_second_of_two_uploads_failing_keeps_the_first_job_and_prints_its_id(
+    gemini_env: GeminiEmulator, capsys: pytest.CaptureFixture[str], write_files
+) -> None:
+    folder, _ = _eleven(write_files)
+    gemini_env.files.configure(fail_uploads_from=2)  # the second request file, retries too
+    config = Config(max_attempts=2, retry_wait=0.0)
+    code = await submit_main((str(folder),), config, (MAX_FILE_BYTES, 6), None)
+    out = capsys.readouterr()
+    assert code == 1, out.err
+    job = out.out.strip()
+    assert job and gemini_env.batch.stats.batch_jobs_created == 1
+    assert gemini_env.batch.stats.requests_per_job == [6]
+    assert (f"describer: batch {job}: 6 requests in 1 job(s), 0 failed before submission, "
+            "5 not submitted: batch submission failed: ") in out.err
+    listed = cli(["batch", "list"], {})
+    assert listed.stdout.startswith(f"{job}  JOB_STATE_PENDING"), (listed.stdout, listed.stderr)
+    assert sorted(p.name for p in jobs_dir().iterdir()) == [
+        f"{job}.errors.jsonl", f"{job}.json", f"{job}.keys.jsonl"]  # no part file left
+
+
+async def test_fetch_after_a_partial_submission_reports_the_unsent_items_as_not_submitted(
+    gemini_env: GeminiEmulator, capsys: pytest.CaptureFixture[str], write_files, tmp_path: Path
+) -> None:
+    folder, sources = _eleven(write_files)
+    gemini_env.files.configure(fail_uploads_from=2)
+    out = tmp_path / "out.jsonl"
+    config = Config(max_attempts=2, retry_wait=0.0, output=out)
+    await submit_main((str(folder),), config, (MAX_FILE_BYTES, 6), None)
+    job = capsys.readouterr().out.strip()
+    assert await fetch_main(job, config, wait=0.0) == 1
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    by_source = {r["source"]: r for r in records}
+    assert len(records) == len(by_source) == 11 and set(by_source) == set(sources)
+    # keys follow the order items finish loading: which 6 were sent is not fixed
+    unsent = [s for s in sources if by_source[s]["error"] is not None]
+    assert len(unsent) == 5
+    for source in unsent:
+        error = by_source[source]["error"]
+        assert error["type"] == "api_error"
+        assert error["message"].startswith("not submitted: batch submission failed: ")
+        assert "UNAVAILABLE" in error["message"] and by_source[source]["attempts"] == 0
+    assert "6 described, 5 failed (5 api_error)" in capsys.readouterr().err
+
+
+def test_every_upload_failing_leaves_no_local_files_and_no_job(
+    batch_emulator: GeminiEmulator, write_files
+) -> None:
+    emulator = batch_emulator
+    folder, _ = _eleven(write_files)
+    emulator.files.configure(fail_uploads_from=1)
+    with emulator.in_thread():
+        env = _env(emulator)
+        done = cli(["batch", "submit", str(folder), "--batch-max-requests", "6",
+                    "--max-attempts", "2", "--retry-wait", "0"], env)
+        listed = cli(["batch", "list"], env)
+    assert done.returncode == 2 and done.stdout == ""
+    assert not jobs_dir().exists() or not list(jobs_dir().iterdir())  # no part, keys, errors
+    assert done.stderr.splitlines() == [
+        "describe-images: error: batch submission failed: 503 UNAVAILABLE: The service is "
+        "currently unavailable. (nothing was submitted: no job was created)"]
+    assert emulator.batch.stats.batch_jobs_created == 0
+    assert listed.returncode == 0 and listed.stdout == ""

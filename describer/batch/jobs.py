@@ -20,15 +20,20 @@ async def create_job(
     connection: gemini.Connection, config: Config, path: Path, requests: int, size: int
 ) -> JobPart:
     """Upload the request file at ``path`` and create its batch job; the job's part record.
-    Raises :class:`ConfigError` when either call fails after its retries."""
+    Raises :class:`ConfigError` when either call fails after its retries (the uploaded
+    request file is deleted when the job could not be created)."""
     client = connection.client
     uploaded = await retried(lambda: gemini.upload_request_file(client, path), connection, config)
-    job = await retried(
-        lambda: gemini.create_batch(
-            client, config.model, uploaded.name or "", f"describer {path.stem}"
-        ),
-        connection, config,
-    )  # fmt: skip
+    try:
+        job = await retried(
+            lambda: gemini.create_batch(
+                client, config.model, uploaded.name or "", f"describer {path.stem}"
+            ),
+            connection, config,
+        )  # fmt: skip
+    except ConfigError:
+        await gemini.delete_file(client, uploaded.name or "")
+        raise
     return JobPart(job.name or "", uploaded.name or "", requests, size, gemini.job_state(job))
 
 

@@ -5,6 +5,13 @@ larger than the inline limit, and the settings of online calls (one encoding:
 :mod:`describer.gemini.encoding`). Inputs past one file's limit (2 GB, Gemini's limit for a
 batch input file) or ``max_requests`` are split into several jobs under one local record.
 Files are encoded and written in a worker thread, never on the event loop.
+
+A submission that fails part-way keeps what was submitted: once an upload or a job creation
+fails after its retries, nothing more is sent; the items of the part that could not be sent,
+and every later item, become ``api_error`` records "not submitted: <reason>" in the errors
+file (their uploaded media are deleted), so ``batch fetch`` reports them as never sent. When
+no job was created at all, every local file of the submission is removed and
+:class:`ConfigError` says so: no record is left that no job backs.
 """
 
 from __future__ import annotations
@@ -19,9 +26,9 @@ from typing import IO, Any
 from .. import gemini
 from .._streams import bounded_map
 from ..config import Config
-from ..errors import ItemFailure, redact
+from ..errors import ConfigError, ItemFailure, redact
 from ..limits import ByteBudget, Lease
-from ..model import ErrorType, ItemError, Prepared, Result, Source
+from ..model import ErrorType, ItemError, Media, Prepared, Result, Source
 from ..pipeline import failed, load
 from ..sources import SourceReader
 from .jobs import create_job, retried
@@ -42,24 +49,41 @@ async def submit(
     max_requests: int = MAX_REQUESTS,
 ) -> JobRecord:
     """Prepare every source and submit batch jobs for them; the saved local record. Items
-    that fail before submission are kept as records in the job's errors file.
+    that fail before submission are kept as records in the job's errors file, and so are
+    items not sent because an upload or job creation failed part-way (``record.failure``
+    says why, ``record.not_submitted`` how many).
 
-    Raises :class:`ConfigError` for whole-run problems (upload or job creation refused).
+    Raises :class:`ConfigError` when no job could be created (the local files are removed
+    first), or when the submission stops otherwise before its first job exists.
     """
     record = JobRecord.new(config)
     jobs_dir().mkdir(parents=True, exist_ok=True)
     reader = SourceReader(config.follow_symlinks, media=config.media)
-    with RequestFiles(record, connection, config, max_file_bytes, max_requests) as files:
-        async for source, outcome, lease in _loaded(reader.iter(sources), connection, config):
-            if isinstance(outcome, Prepared):
-                await files.add(source, outcome)
-            else:
-                await files.add_failure(failed(source.ref, config, outcome))
-            await lease.release()
-        await files.finish()
+    try:
+        with RequestFiles(record, connection, config, max_file_bytes, max_requests) as files:
+            async for source, outcome, lease in _loaded(reader.iter(sources), connection, config):
+                if isinstance(outcome, Prepared):
+                    await files.add(source, outcome)
+                else:
+                    await files.add_failure(failed(source.ref, config, outcome))
+                await lease.release()
+            await files.finish()
+    except BaseException:
+        if not record.parts:
+            _remove_local_files(record)
+        raise
+    if record.failure and not record.parts:
+        _remove_local_files(record)
+        raise ConfigError(f"{record.failure} (nothing was submitted: no job was created)")
     record.skipped = reader.stats.skipped
     record.save()
     return record
+
+
+def _remove_local_files(record: JobRecord) -> None:
+    """Delete every file of a submission that created no job (parts, keys, errors, record)."""
+    for path in jobs_dir().glob(f"{record.id}.*"):
+        path.unlink(missing_ok=True)
 
 
 async def _loaded(
@@ -103,6 +127,7 @@ class RequestFiles:
         self._part: IO[bytes] | None = None
         self._part_path = Path()
         self._part_requests = self._part_bytes = 0
+        self._keys_mark = 0  # where the keys of the open part start in the keys file
 
     def __enter__(self) -> RequestFiles:
         return self
@@ -113,7 +138,17 @@ class RequestFiles:
                 handle.close()
 
     async def add(self, source: Source, prepared: Prepared) -> None:
-        """Add one item's request (uploading its media first when over the inline limit)."""
+        """Add one item's request (uploading its media first when over the inline limit);
+        once the submission has failed, the item's "not submitted" record instead."""
+        if self._record.failure is None:
+            try:
+                await self._add(source, prepared)
+                return
+            except ConfigError as error:
+                await self._stop(str(error))
+        await self._not_submitted(source.ref, prepared.media, prepared.original)
+
+    async def _add(self, source: Source, prepared: Prepared) -> None:
         key = f"k{self._record.submitted:09d}"
         file_name, part = await self._uploaded(prepared)
         data = await asyncio.to_thread(_request_line, key, prepared, part, self._config)
@@ -121,7 +156,12 @@ class RequestFiles:
             self._part_bytes + len(data) > self._max_bytes
             or self._part_requests >= self._max_requests
         ):
-            await self._submit_part()
+            try:
+                await self._submit_part()
+            except ConfigError:
+                if file_name:
+                    await gemini.delete_file(self._connection.client, file_name)
+                raise
         entry = {"key": key, "source": source.ref, "image": prepared.media.to_json(),
                  "original": prepared.original.to_json() if prepared.original else None,
                  "file": file_name}  # fmt: skip
@@ -134,9 +174,45 @@ class RequestFiles:
         self._record.failed_before += 1
 
     async def finish(self) -> None:
-        """Submit the last part."""
-        if self._part is not None and self._part_requests:
-            await self._submit_part()
+        """Submit the last part (its items are "not submitted" records if that fails)."""
+        if self._record.failure is None and self._part is not None and self._part_requests:
+            try:
+                await self._submit_part()
+            except ConfigError as error:
+                await self._stop(str(error))
+
+    async def _stop(self, reason: str) -> None:
+        """The submission failed: send nothing more. The open part's items (the keys file
+        past the last created job) become "not submitted" records and leave the keys file;
+        their uploaded media are deleted; the part file is removed."""
+        self._record.failure = reason
+        if self._part is not None:
+            await asyncio.to_thread(self._part.close)
+            self._part = None
+        self._part_path.unlink(missing_ok=True)
+        self._keys.flush()
+        with open(self._keys.name, "rb") as keys:
+            keys.seek(self._keys_mark)
+            while lines := await asyncio.to_thread(keys.readlines, 1 << 20):  # ~1 MB at a time
+                for entry in (json.loads(line) for line in lines if line.strip()):
+                    await self._unsent(entry)
+        self._keys.seek(self._keys_mark)
+        self._keys.truncate()
+        self._record.submitted = sum(part.requests for part in self._record.parts)
+
+    async def _unsent(self, entry: dict[str, Any]) -> None:
+        """A keys-file entry of the part that could not be sent: its record, its upload gone."""
+        original = Media.from_json(entry["original"]) if entry.get("original") else None
+        await self._not_submitted(entry["source"], Media.from_json(entry["image"]), original)
+        if entry.get("file"):
+            await gemini.delete_file(self._connection.client, entry["file"])
+
+    async def _not_submitted(self, source: str, media: Media, original: Media | None) -> None:
+        error = ItemError(ErrorType.API_ERROR, f"not submitted: {self._record.failure}")
+        result = Result(source, self._record.model, self._record.prompt, error=error,
+                        media=media, original=original)  # fmt: skip
+        await asyncio.to_thread(self._errors.write, result.to_line())
+        self._record.not_submitted += 1
 
     async def _uploaded(self, prepared: Prepared) -> tuple[str | None, dict[str, Any] | None]:
         """Media over the inline limit go by the Files API: (file name, REST part); else
@@ -171,6 +247,8 @@ class RequestFiles:
         self._record.parts.append(part)
         self._record.save()
         self._part_path.unlink()  # the uploaded copy is the one that counts
+        self._keys.flush()
+        self._keys_mark = self._keys.tell()
 
 
 def _request_line(

@@ -17,6 +17,9 @@ from .. import gemini
 from ..model import ErrorType, ItemError, Media, Result
 from .store import JobRecord, read_jsonl
 
+#: The error of a key that no created job holds: its request was never sent.
+NOT_SENT = "not submitted: the submission stopped before this request was sent"
+
 
 async def results(record: JobRecord, connection: gemini.Connection) -> AsyncIterator[Result]:
     """One record per source of the submission: the answers of finished parts, per-key
@@ -51,6 +54,7 @@ def _keyed_results(
     record: JobRecord, answers: dict[str, dict[str, Any]], part_errors: dict[int, str]
 ) -> Iterator[Result]:
     bounds = _part_bounds(record)
+    part_errors = {**part_errors, len(bounds): NOT_SENT}
     for entry in read_jsonl(record.path(".keys.jsonl")):
         part_error = part_errors.get(_part_of(entry["key"], bounds))
         yield _keyed_result(record, entry, answers.get(entry["key"]), part_error)
@@ -65,8 +69,10 @@ def _part_bounds(record: JobRecord) -> list[int]:
 
 
 def _part_of(key: str, bounds: list[int]) -> int:
+    """The index of the part that holds ``key``; ``len(bounds)`` for a key past every part
+    (a record written before submissions cleaned up after a failed part)."""
     number = int(key[1:])
-    return next((i for i, end in enumerate(bounds) if number < end), len(bounds) - 1)
+    return next((i for i, end in enumerate(bounds) if number < end), len(bounds))
 
 
 def _keyed_result(
@@ -78,7 +84,7 @@ def _keyed_result(
         message = part_error or "no answer for this key in the batch results"
         error = ItemError(ErrorType.API_ERROR, message)
         return Result(entry["source"], record.model, record.prompt, error=error, media=media,
-                      original=original, attempts=1)  # fmt: skip
+                      original=original, attempts=0 if message == NOT_SENT else 1)  # fmt: skip
     if line.get("error"):
         return Result(entry["source"], record.model, record.prompt, error=_line_error(line),
                       media=media, original=original, attempts=1)  # fmt: skip

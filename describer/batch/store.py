@@ -44,7 +44,8 @@ class JobPart:
 class JobRecord:
     """The local record of one submission, saved as ``<id>.json`` beside ``<id>.keys.jsonl``
     (one ``{"key", "source", "image", "original", "file"}`` line per submitted item) and
-    ``<id>.errors.jsonl`` (records of items that failed before submission)."""
+    ``<id>.errors.jsonl`` (records of items that failed before submission, and of items not
+    submitted because an upload or job creation failed part-way)."""
 
     id: str
     created: str
@@ -54,6 +55,8 @@ class JobRecord:
     submitted: int = 0
     failed_before: int = 0
     skipped: int = 0  # folder entries that were not of a --media kind
+    not_submitted: int = 0  # items not sent because the submission failed part-way
+    failure: str | None = None  # why it failed (the upload or job creation error), if it did
 
     @classmethod
     def new(cls, config: Config) -> JobRecord:

@@ -105,19 +105,23 @@ def batch_list() -> None:
 async def submit_main(
     sources: tuple[str, ...], config: Config, limits: tuple[int, int], wait: float | None
 ) -> int:
-    """``batch submit``: the JOB id on stdout; with ``wait``, then ``batch fetch``."""
+    """``batch submit``: the JOB id on stdout whenever a job exists; with ``wait``, then
+    ``batch fetch``. Exit 0; 1 when the submission failed part-way (the jobs created stand,
+    the items not sent are "not submitted" records that fetch reports); with ``wait``, fetch's
+    code. Raises :class:`ConfigError` (exit 2) when no job could be created."""
     from ..batch import submit
 
     async with gemini.connect(config) as connection:
         record = await submit(sources, config, connection, *limits)
         click.echo(record.id)
-        say(
-            f"describer: batch {record.id}: {record.submitted} requests in "
-            f"{len(record.parts)} job(s), {record.failed_before} failed before submission"
-        )
-        if wait is None:
-            return EXIT_OK
-        return await _fetch(record, config, connection, wait)
+        summary = (f"describer: batch {record.id}: {record.submitted} requests in "
+                   f"{len(record.parts)} job(s), {record.failed_before} failed before submission")
+        if record.not_submitted:
+            summary += f", {record.not_submitted} not submitted: {record.failure}"
+        say(summary)
+        if wait is not None:
+            return await _fetch(record, config, connection, wait)
+        return EXIT_SOME_FAILED if record.not_submitted else EXIT_OK
 
 
 async def status_main(job: str, config: Config) -> int:

@@ -102,7 +102,11 @@ class FilesApi:
 
     Python API for tests: ``files`` (name -> StoredFile), ``stats`` (BatchStats, shared with
     the Batch API), ``live``, ``add_file(data, mime)``, ``get(name)``, ``configure(**settings)``.
-    Setting: ``missing_file_status``, the HTTP code for a missing/deleted file (403 as Gemini).
+    Settings: ``missing_file_status``, the HTTP code for a missing/deleted file (403 as
+    Gemini); ``fail_uploads_from``: None (default), or N to make the N-th upload start
+    (1-based, counted since the emulator began) and every later one answer 503 UNAVAILABLE
+    (Gemini's "The service is currently unavailable."), retries included, so a client's
+    N-th upload fails for good; reset it to None to let uploads through again.
     ``base_url`` returns the emulator's URL (used in the ``uri`` of files added directly).
     """
 
@@ -111,6 +115,8 @@ class FilesApi:
         self.files: dict[str, StoredFile] = {}
         self.stats = stats
         self.missing_file_status = 403
+        self.fail_uploads_from: int | None = None
+        self._upload_starts = 0
         self._behaviour = behaviour
         self._base_url = base_url
         self._uploads: dict[str, _Upload] = {}
@@ -123,7 +129,8 @@ class FilesApi:
     # ----- Python control API ----------------------------------------------------------
     def settings(self) -> dict[str, Any]:
         """The current settings as a dict."""
-        return {"missing_file_status": self.missing_file_status}
+        return {"missing_file_status": self.missing_file_status,
+                "fail_uploads_from": self.fail_uploads_from}
 
     def configure(self, **changes: Any) -> dict[str, Any]:
         """Set settings by name (see class docstring); ValueError for an unknown name."""
@@ -177,6 +184,9 @@ class FilesApi:
         if "upload_id" in request.query:
             return self._upload_chunk(request, body)
         self._behaviour.check_key(request)
+        self._upload_starts += 1
+        if self.fail_uploads_from is not None and self._upload_starts >= self.fail_uploads_from:
+            raise ApiError(503, "The service is currently unavailable.")
         return self._upload_start(request, body)
 
     def _upload_start(self, request: web.Request, body: bytes) -> web.Response:
