@@ -83,8 +83,9 @@ def test_disk_full_keeps_whole_records_says_so_and_shows_the_summary(
     def small_disk() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    proc = cli_process([str(folder), "-o", str(target), "-c", "2"], threaded_emulator_env,
-                       preexec_fn=small_disk)  # fmt: skip
+    # No bytecode cache from this child: its .pyc writes would be cut at the limit too.
+    env = {**threaded_emulator_env, "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = cli_process([str(folder), "-o", str(target), "-c", "2"], env, preexec_fn=small_disk)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "Traceback" not in stderr
