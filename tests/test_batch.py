@@ -330,3 +330,41 @@ def test_every_upload_failing_leaves_no_local_files_and_no_job(
         "currently unavailable. (nothing was submitted: no job was created)"]
     assert emulator.batch.stats.batch_jobs_created == 0
     assert listed.returncode == 0 and listed.stdout == ""
+
+
+def test_list_shows_the_files_of_a_submission_that_left_no_record() -> None:
+    # What a submission killed before its first job (or an older describer) leaves behind.
+    jobs_dir().mkdir(parents=True)
+    for suffix in (".part0.jsonl", ".keys.jsonl", ".errors.jsonl"):
+        (jobs_dir() / f"20261122-050000-abcd{suffix}").write_text("")
+    listed = cli(["batch", "list"], {})
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [
+        "20261122-050000-abcd  INCOMPLETE: no job was created; leftover files: "
+        "20261122-050000-abcd.part0.jsonl, 20261122-050000-abcd.keys.jsonl, "
+        "20261122-050000-abcd.errors.jsonl"
+    ]
+
+
+async def test_fetch_reports_keys_no_job_holds_as_not_submitted(
+    gemini_env: GeminiEmulator, capsys: pytest.CaptureFixture[str], write_files, tmp_path: Path
+) -> None:
+    # A record whose keys file runs past its jobs' requests: a submission interrupted after
+    # its first job, or written by a describer older than the "not submitted" records.
+    folder = write_files({"a.jpg": jpeg(seed=0)})
+    out = tmp_path / "out.jsonl"
+    config = Config(output=out)
+    assert await submit_main((str(folder),), config, (MAX_FILE_BYTES, MAX_REQUESTS), None) == 0
+    job = capsys.readouterr().out.strip()
+    keys = jobs_dir() / f"{job}.keys.jsonl"
+    entry = json.loads(keys.read_text())
+    keys.write_text(keys.read_text() + json.dumps({**entry, "key": "k000000001",
+                                                   "source": "never-sent.jpg"}) + "\n")
+    assert await fetch_main(job, config, wait=0.0) == 1
+    records = {r["source"]: r for r in _lines(out.read_text())}
+    assert records["never-sent.jpg"]["error"] == {
+        "type": "api_error",
+        "message": "not submitted: the submission stopped before this request was sent",
+    }
+    assert records["never-sent.jpg"]["attempts"] == 0
+    assert records[str(folder / "a.jpg")]["error"] is None

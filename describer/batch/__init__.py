@@ -11,7 +11,7 @@ Half the price of online calls, results within 24 hours.
 from .jobs import cancel, refresh, wait_until_done
 from .requests import MAX_FILE_BYTES, MAX_REQUESTS, submit
 from .results import results
-from .store import FINAL_STATES, JobPart, JobRecord, jobs_dir, list_records
+from .store import FINAL_STATES, JobPart, JobRecord, jobs_dir, leftovers, list_records
 
 __all__ = [
     "FINAL_STATES",
@@ -21,6 +21,7 @@ __all__ = [
     "JobRecord",
     "cancel",
     "jobs_dir",
+    "leftovers",
     "list_records",
     "refresh",
     "results",

@@ -120,6 +120,19 @@ def list_records() -> list[JobRecord]:
     return [JobRecord.load(path.stem) for path in paths]
 
 
+def leftovers() -> dict[str, list[Path]]:
+    """Files in the jobs folder that no record names (a submission killed before its first
+    job existed, or by a describer older than the clean-up of failed submissions): their
+    files by submission id, newest first."""
+    found: dict[str, list[Path]] = {}
+    if jobs_dir().exists():
+        for path in sorted(jobs_dir().iterdir(), reverse=True):
+            job_id = path.name.split(".", 1)[0]
+            if not (jobs_dir() / f"{job_id}.json").exists():
+                found.setdefault(job_id, []).append(path)
+    return found
+
+
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """The objects of a JSON-lines file (a record's keys or errors file), read lazily."""
     with open(path, encoding="utf-8") as fh:

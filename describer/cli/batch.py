@@ -95,11 +95,18 @@ def batch_cancel(job: str, **options: Any) -> None:
 
 @batch_group.command("list", context_settings=HELP)
 def batch_list() -> None:
-    """List the local batch job records, newest first (states as last seen)."""
-    from ..batch import list_records
+    """List the local batch job records, newest first (states as last seen), then the files
+    of submissions that left no record (no job was created for them)."""
+    from ..batch import leftovers, list_records
 
     for record in list_records():
-        click.echo(f"{record.id}  {record.state:<22} {record.submitted:>8} items  {record.model}")
+        unsent = f", {record.not_submitted} not submitted" if record.not_submitted else ""
+        click.echo(
+            f"{record.id}  {record.state:<22} {record.submitted:>8} items  {record.model}{unsent}"
+        )
+    for job_id, paths in leftovers().items():
+        names = ", ".join(path.name for path in paths)
+        click.echo(f"{job_id}  INCOMPLETE: no job was created; leftover files: {names}")
 
 
 async def submit_main(
