@@ -19,7 +19,7 @@ from . import gemini
 from ._streams import bounded_map
 from .config import Config
 from .describe import Describer
-from .download import source_bytes
+from .download import MAX_RETRY_AFTER_S, source_bytes
 from .embed import Embedder, embed_results
 from .errors import ItemFailure, redact
 from .limits import ByteBudget, Lease
@@ -81,7 +81,7 @@ async def load(
     """
     data = await call_with_retries(
         lambda: source_bytes(source, session, config, lease), config.max_attempts,
-        config.retry_wait,
+        config.retry_wait, max_asked=MAX_RETRY_AFTER_S,
     )  # fmt: skip
     return await _prepare(data, config, lease)
 
