@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import struct
@@ -12,7 +13,7 @@ import pytest
 from conftest import TEST_KEY, cli, describe_run
 from imaging import jpeg, sha256
 
-from describer import Config, pipeline
+from describer import Config, gemini, pipeline
 from describer.batch import MAX_FILE_BYTES, MAX_REQUESTS, jobs_dir
 from describer.cli.batch import fetch_main, submit_main
 from describer.cost import estimate
@@ -368,3 +369,53 @@ async def test_fetch_reports_keys_no_job_holds_as_not_submitted(
     }
     assert records["never-sent.jpg"]["attempts"] == 0
     assert records[str(folder / "a.jpg")]["error"] is None
+
+
+async def test_media_uploaded_for_items_not_sent_are_deleted(
+    gemini_env: GeminiEmulator, capsys: pytest.CaptureFixture[str], write_files
+) -> None:
+    folder = write_files({f"{i}.jpg": jpeg(64, 48, seed=i) for i in range(3)})
+    # uploads 1-3: the three media; 4: part 0's request file (2 requests); 5: part 1's
+    gemini_env.files.configure(fail_uploads_from=5)
+    config = Config(max_attempts=1, inline_limit=1)
+    assert await submit_main((str(folder),), config, (MAX_FILE_BYTES, 2), None) == 1
+    assert "2 requests in 1 job(s), 0 failed before submission, 1 not submitted" in (
+        capsys.readouterr().err
+    )
+    stats = gemini_env.batch.stats
+    assert stats.files_uploaded == 4 and stats.files_deleted == 1  # the unsent item's media
+    assert gemini_env.files.live == 3  # part 0's request file and the media it references
+
+
+async def test_an_interrupted_submission_keeps_its_jobs_visible_and_fetchable(
+    gemini_env: GeminiEmulator, write_files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from describer.batch import JobRecord, list_records, requests, submit
+
+    folder, sources = _eleven(write_files)
+    real_create_job, calls = requests.create_job, []
+
+    async def interrupted_on_the_second_job(*args: Any) -> Any:
+        # Ctrl-C reaches the submission as a cancellation of its task; patching the call is
+        # the only way to deliver one at this exact point without a signal race.
+        calls.append(args)
+        if len(calls) == 2:
+            raise asyncio.CancelledError
+        return await real_create_job(*args)
+
+    monkeypatch.setattr(requests, "create_job", interrupted_on_the_second_job)
+    config = Config(output=tmp_path / "out.jsonl")
+    async with gemini.connect(config) as connection:
+        with pytest.raises(asyncio.CancelledError):
+            await submit((str(folder),), config, connection, MAX_FILE_BYTES, 6)
+    [record] = list_records()
+    assert (record.submitted, record.not_submitted, len(record.parts)) == (6, 5, 1)
+    assert record.failure == "interrupted before every request was sent"
+    assert not list(jobs_dir().glob("*.part*.jsonl"))
+    assert await fetch_main(record.id, config, wait=0.0) == 1
+    by_source = {r["source"]: r for r in _lines((tmp_path / "out.jsonl").read_text())}
+    assert set(by_source) == set(sources)
+    unsent = [r for r in by_source.values() if r["error"]]
+    assert len(unsent) == 5 and all(r["error"]["message"].startswith("not submitted: ")
+                                    for r in unsent)
+    assert JobRecord.load(record.id).parts[0].state == "JOB_STATE_SUCCEEDED"

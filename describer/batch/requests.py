@@ -68,9 +68,8 @@ async def submit(
                     await files.add_failure(failed(source.ref, config, outcome))
                 await lease.release()
             await files.finish()
-    except BaseException:
-        if not record.parts:
-            _remove_local_files(record)
+    except BaseException:  # Ctrl-C, a bug: keep the jobs created visible, or remove all
+        _stopped(record)
         raise
     if record.failure and not record.parts:
         _remove_local_files(record)
@@ -78,6 +77,26 @@ async def submit(
     record.skipped = reader.stats.skipped
     record.save()
     return record
+
+
+def _stopped(record: JobRecord) -> None:
+    """A submission stopped by an exception: with no job, remove its files; else drop the
+    open part's file, save the record (its keys past the jobs' requests are reported "not
+    submitted" by fetch) and log the JOB id on stderr."""
+    if not record.parts:
+        _remove_local_files(record)
+        return
+    for path in jobs_dir().glob(f"{record.id}.part*.jsonl"):
+        path.unlink(missing_ok=True)  # parts with a job were deleted once uploaded
+    record.failure = record.failure or "interrupted before every request was sent"
+    sent = sum(part.requests for part in record.parts)
+    record.not_submitted += record.submitted - sent
+    record.submitted = sent
+    record.save()
+    log.warning(
+        "batch %s: %s; its %d job(s) stand (describe-images batch status %s)",
+        record.id, record.failure, len(record.parts), record.id,
+    )  # fmt: skip
 
 
 def _remove_local_files(record: JobRecord) -> None:
