@@ -15,6 +15,7 @@ from imaging import jpeg, sha256
 
 from describer import Config, gemini, pipeline
 from describer.batch import MAX_FILE_BYTES, MAX_REQUESTS, jobs_dir
+from describer.batch import submit as describer_submit
 from describer.cli.batch import fetch_main, submit_main
 from describer.cost import estimate
 from describer.emulator import GeminiEmulator
@@ -419,3 +420,26 @@ async def test_an_interrupted_submission_keeps_its_jobs_visible_and_fetchable(
     assert len(unsent) == 5 and all(r["error"]["message"].startswith("not submitted: ")
                                     for r in unsent)
     assert JobRecord.load(record.id).parts[0].state == "JOB_STATE_SUCCEEDED"
+
+
+async def test_a_job_that_cannot_be_created_leaves_no_request_file_uploaded(
+    gemini_env: GeminiEmulator, write_files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from describer.errors import ConfigError, ItemFailure
+    from describer.model import ErrorType
+
+    folder, _ = _eleven(write_files)
+
+    async def refused(*args: Any) -> Any:
+        # The emulator creates every job whose input file exists; patching the call is the
+        # only way to have batches.create refused after the request file was uploaded.
+        raise ItemFailure(ErrorType.API_ERROR, "400 INVALID_ARGUMENT: refused")
+
+    monkeypatch.setattr(gemini, "create_batch", refused)
+    config = Config(max_attempts=1)
+    async with gemini.connect(config) as connection:
+        with pytest.raises(ConfigError, match=r"refused \(nothing was submitted"):
+            await describer_submit((str(folder),), config, connection, MAX_FILE_BYTES, 6)
+    stats = gemini_env.batch.stats
+    assert stats.files_uploaded == 1 and stats.files_deleted == 1 and not gemini_env.files.live
+    assert not jobs_dir().exists() or not list(jobs_dir().iterdir())
