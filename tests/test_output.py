@@ -7,7 +7,8 @@ import json
 import resource
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,44 @@ def test_a_second_writer_of_the_same_output_is_refused(
         "wait for it or choose another file"
     ]
     assert target.read_bytes() == b""
+
+
+@pytest.mark.parametrize("first", ["describe", "embed"])
+def test_a_run_into_a_file_another_run_is_writing_is_refused(
+    tmp_path: Path, write_files, first: str
+) -> None:
+    """The issue's cases: two describe -o F at once (each would describe everything, at twice
+    the cost), and describe -o F during embed F (whose replace dropped describe's records)."""
+    folder = write_files({f"{i}.jpg": jpeg(seed=i) for i in range(3)})
+    target = tmp_path / "out.jsonl"
+    record = {"source": "x.jpg", "description": "a cat", "error": None, "model": "m",
+              "prompt": "p", "usage": None}  # fmt: skip
+    target.write_text(json.dumps(record) + "\n")
+    emulator = GeminiEmulator()
+    emulator.configure(latency=(60.0, 60.0), embed_latency=(60.0, 60.0))  # the first hangs
+    with emulator.in_thread():
+        env = {"GEMINI_API_KEY": TEST_KEY, "GOOGLE_GEMINI_BASE_URL": emulator.base_url}
+        args = [str(folder), "-o", str(target)] if first == "describe" else ["embed", str(target)]
+        holder = cli_process(args, env)
+        try:
+            _wait_until(lambda: emulator.stats.generate_requests + emulator.stats.embed_requests)
+            second = cli([str(folder), "-o", str(target)], env)
+        finally:
+            holder.kill()
+            holder.communicate(timeout=30)
+    assert second.returncode == 2
+    assert "is being written by another describer process" in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
+    assert emulator.stats.generate_requests <= 3  # the second run made no model call
+
+
+def _wait_until(condition: Callable[[], object], deadline: float = 20.0) -> None:
+    """Poll ``condition`` every 10 ms until it is true; fail after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError("the condition never held")
+        time.sleep(0.01)
 
 
 def test_disk_full_keeps_whole_records_says_so_and_shows_the_summary(
