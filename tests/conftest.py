@@ -7,7 +7,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,16 @@ def cli(
         [*CLI, *args], input=stdin, capture_output=True, text=True, env=_child_env(env),
         timeout=timeout, check=False,
     )
+
+
+def wait_until(condition: Callable[[], object], deadline: float = 20.0) -> None:
+    """Poll ``condition`` every 10 ms until it is true (e.g. the emulator has seen a request);
+    fail after ``deadline`` seconds. For waiting on another process, not for timing."""
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError("the condition never held")
+        time.sleep(0.01)
 
 
 def cli_process(args: list[str], env: dict[str, str], **popen: Any) -> subprocess.Popen[str]:

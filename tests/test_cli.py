@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY, cli, cli_process
+from conftest import TEST_KEY, cli, cli_process, wait_until
 from imaging import jpeg, sha256
 
 from describer import Config, ConfigError, __version__
@@ -136,7 +135,7 @@ def test_embed_file_ctrl_c_twice_cancels_and_leaves_the_file_as_it_was(
     before = path.read_bytes()
     threaded_emulator.configure(embed_latency=(60.0, 60.0))  # the batch never comes back
     proc = cli_process(["embed", str(path), "--embed-timeout", "0"], env)
-    _wait_until(lambda: threaded_emulator.stats.embed_requests >= 1)
+    wait_until(lambda: threaded_emulator.stats.embed_requests >= 1)
     proc.send_signal(signal.SIGINT)  # first: batches in flight may finish; this one will not
     assert "stopping" in proc.stderr.readline()
     proc.send_signal(signal.SIGINT)  # second: cancel
@@ -146,14 +145,6 @@ def test_embed_file_ctrl_c_twice_cancels_and_leaves_the_file_as_it_was(
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temporary file left
 
-
-def _wait_until(condition: Callable[[], bool], deadline: float = 20.0) -> None:
-    """Poll ``condition`` every 10 ms until it holds; fail after ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError("the condition never held")
-        time.sleep(0.01)
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY, cli, cli_process
+from conftest import TEST_KEY, cli, cli_process, wait_until
 
 from describer import Config, enrich
 from describer.emulator import GeminiEmulator
@@ -111,7 +109,7 @@ def test_a_second_embed_of_the_same_file_is_refused_while_the_first_runs(
         # one batch of all 4 records, sent when the reader reaches the end of the file
         first = cli_process(["embed", str(path), "--embed-timeout", "30"], env)
         try:
-            _wait_until(lambda: emulator.stats.embed_requests >= 1)
+            wait_until(lambda: emulator.stats.embed_requests >= 1)
             second = cli(["embed", str(path)], env, timeout=20)
             assert second.returncode == 2
             assert second.stderr.count("\n") == 1
@@ -125,14 +123,6 @@ def test_a_second_embed_of_the_same_file_is_refused_while_the_first_runs(
     assert first.returncode == 130
     assert path.read_bytes() == before
 
-
-def _wait_until(condition: Callable[[], bool], deadline: float = 20.0) -> None:
-    """Poll ``condition`` every 10 ms until it holds; fail after ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError("the condition never held")
-        time.sleep(0.01)
 
 
 async def test_lines_read_ahead_of_the_writer_are_bounded_by_the_window(

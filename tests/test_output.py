@@ -7,12 +7,11 @@ import json
 import resource
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY, cli, cli_process, describe_run
+from conftest import TEST_KEY, cli, cli_process, describe_run, wait_until
 from imaging import jpeg
 
 from describer import ConfigError
@@ -92,7 +91,7 @@ def test_a_run_into_a_file_another_run_is_writing_is_refused(
         args = [str(folder), "-o", str(target)] if first == "describe" else ["embed", str(target)]
         holder = cli_process(args, env)
         try:
-            _wait_until(lambda: emulator.stats.generate_requests + emulator.stats.embed_requests)
+            wait_until(lambda: emulator.stats.generate_requests + emulator.stats.embed_requests)
             second = cli([str(folder), "-o", str(target)], env)
         finally:
             holder.kill()
@@ -102,14 +101,6 @@ def test_a_run_into_a_file_another_run_is_writing_is_refused(
     assert len(second.stderr.strip().splitlines()) == 1
     assert emulator.stats.generate_requests <= 3  # the second run made no model call
 
-
-def _wait_until(condition: Callable[[], object], deadline: float = 20.0) -> None:
-    """Poll ``condition`` every 10 ms until it is true; fail after ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError("the condition never held")
-        time.sleep(0.01)
 
 
 def test_disk_full_keeps_whole_records_says_so_and_shows_the_summary(
