@@ -33,6 +33,12 @@ INLINE_LIMIT_BYTES = 20 * 1024 * 1024
 MEDIA_RESOLUTIONS = {"low": "MEDIA_RESOLUTION_LOW", "medium": "MEDIA_RESOLUTION_MEDIUM",
                      "high": "MEDIA_RESOLUTION_HIGH"}  # fmt: skip
 MEDIA_KINDS = ("image", "pdf", "audio", "video")
+#: ``--thinking`` values: a thinking level, or ``model`` to send none (the model's default:
+#: MEDIUM on Gemini 3.8 Flash, per its developer guide). Default ``low``: describing a photo
+#: needs little reasoning, and thinking tokens are billed as output ($3.75 per 1M on
+#: gemini-3.8-flash, ai.google.dev/gemini-api/docs/pricing).
+THINKING_LEVELS = ("low", "medium", "high", "model")
+DEFAULT_THINKING = "low"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,7 @@ class Config:
     temperature: float | None = None
     max_output_tokens: int | None = None
     media_resolution: str | None = None  # low, medium, high: Gemini's media_resolution
+    thinking: str = DEFAULT_THINKING  # low, medium, high, or model (send no level)
 
     # What to take, and how it is read and prepared
     media: frozenset[str] = frozenset({"image"})  # --media kinds taken: image, pdf, audio, video
@@ -101,6 +108,7 @@ class Config:
             (self.max_bytes >= 1, "--max-bytes must be at least 1"),
             (bool(self.media) and self.media <= set(MEDIA_KINDS),
              f"--media takes {', '.join(MEDIA_KINDS)}"),
+            (self.thinking in THINKING_LEVELS, "--thinking is low, medium, high or model"),
             (self.media_resolution in (None, *MEDIA_RESOLUTIONS),
              "--media-resolution is low, medium or high"),
             (self.inline_limit >= 1, "--inline-limit must be at least 1"),

@@ -17,18 +17,23 @@ BATCH_DISCOUNT = 0.5
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per 1M input and output tokens, valid until ``until`` (inclusive) when set."""
+    """USD per 1M input and output tokens (output includes thinking), per 1M ``cached``
+    input tokens (read from a context cache; None: not in the table, so cached tokens are
+    charged at the input price, the dearer assumption), valid until ``until`` (inclusive)
+    when set."""
 
     input: float
     output: float
     until: dt.date | None = None
+    cached: float | None = None
 
 
 #: model -> prices, newest first where a price changes on a date.
 PRICES: dict[str, tuple[Price, ...]] = {
     "gemini-3.8-flash": (
-        Price(0.75, 3.75, until=dt.date(2026, 12, 31)),
-        Price(1.50, 7.50),
+        # cached input at a tenth of the input price (pricing page, context caching row)
+        Price(0.75, 3.75, until=dt.date(2026, 12, 31), cached=0.075),
+        Price(1.50, 7.50, cached=0.15),
     ),
     "gemini-3.5-flash": (Price(1.50, 9.00),),
     "gemini-3.5-flash-lite": (Price(0.30, 2.50),),
@@ -55,20 +60,29 @@ def estimate(
     output_tokens: int,
     batch: bool = False,
     on: dt.date | None = None,
+    cached_tokens: int = 0,
 ) -> float | None:
-    """Estimated USD for these tokens on ``model`` (half price with ``batch``), or None."""
+    """Estimated USD for these tokens on ``model`` (half price with ``batch``), or None.
+    ``output_tokens`` include thinking tokens (billed as output); ``cached_tokens``, the
+    part of ``input_tokens`` read from a cache, are charged at the cached price."""
     price = price_of(model, on)
     if price is None:
         return None
-    dollars = (input_tokens * price.input + output_tokens * price.output) / 1_000_000
+    cached_price = price.input if price.cached is None else price.cached
+    fresh = input_tokens - cached_tokens
+    dollars = (
+        fresh * price.input + cached_tokens * cached_price + output_tokens * price.output
+    ) / 1_000_000
     return dollars * (BATCH_DISCOUNT if batch else 1.0)
 
 
-def describe_cost(model: str, input_tokens: int, output_tokens: int, batch: bool = False) -> str:
+def describe_cost(
+    model: str, input_tokens: int, output_tokens: int, batch: bool = False, cached_tokens: int = 0
+) -> str:
     """A phrase for the summary line, e.g. ``"est. $0.0123 (gemini-3.8-flash at $0.75/$3.75
     per 1M tokens)"``, or says that the model has no price here."""
     price = price_of(model)
-    dollars = estimate(model, input_tokens, output_tokens, batch)
+    dollars = estimate(model, input_tokens, output_tokens, batch, cached_tokens=cached_tokens)
     if price is None or dollars is None:
         return f"no price for {model} in describer's table"
     note = ", Batch API -50%" if batch else ""

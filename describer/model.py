@@ -128,20 +128,27 @@ class Prepared:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Tokens of one call: ``input_tokens`` (prompt incl. media), ``output_tokens``
-    (answer plus any thinking tokens, as billed), from the response's ``usage_metadata``."""
+    """Tokens of one call, from the response's ``usage_metadata``: ``input_tokens`` (prompt
+    incl. media, cached ones included), ``output_tokens`` (answer plus thinking, as billed),
+    ``thinking_tokens`` (``thoughts_token_count``, the part of ``output_tokens`` spent
+    thinking) and ``cached_tokens`` (``cached_content_token_count``, the part of
+    ``input_tokens`` read from a context cache, billed at the cached price)."""
 
     input_tokens: int
     output_tokens: int
+    thinking_tokens: int = 0
+    cached_tokens: int = 0
 
     def to_json(self) -> dict[str, int]:
         """The JSON shape of ``usage`` in a record."""
-        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                "thinking_tokens": self.thinking_tokens, "cached_tokens": self.cached_tokens}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Usage:
-        """Read ``{"input_tokens", "output_tokens"}``."""
-        return cls(int(data.get("input_tokens", 0)), int(data.get("output_tokens", 0)))
+        """Read what :meth:`to_json` wrote (records older than thinking_tokens read 0)."""
+        return cls(int(data.get("input_tokens", 0)), int(data.get("output_tokens", 0)),
+                   int(data.get("thinking_tokens", 0)), int(data.get("cached_tokens", 0)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,9 @@ class Tally:
     failed: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     input_tokens: int = 0
-    output_tokens: int = 0
+    output_tokens: int = 0  # answer plus thinking, as billed
+    thinking_tokens: int = 0
+    cached_tokens: int = 0
     embedded: int = 0
     embedding_failed: int = 0
     model: str = ""
@@ -41,6 +43,8 @@ class Tally:
         if result.usage is not None:
             self.input_tokens += result.usage.input_tokens
             self.output_tokens += result.usage.output_tokens
+            self.thinking_tokens += result.usage.thinking_tokens
+            self.cached_tokens += result.usage.cached_tokens
         if result.embedding is not None:
             self.embedded += 1
         if result.embedding_error is not None:
@@ -66,14 +70,21 @@ class Tally:
             parts.append(f"{sources.symlinks_skipped} symlinks outside the folder not followed")
         if self.embedded or self.embedding_failed:
             parts.append(f"{self.embedded} embedded, {self.embedding_failed} embeddings failed")
-        parts.append(f"tokens {self.input_tokens:,} in / {self.output_tokens:,} out")
+        parts.append(self._tokens())
         if self.model:
-            cost = describe_cost(self.model, self.input_tokens, self.output_tokens, self.batch)
-            parts.append(cost)
+            parts.append(describe_cost(self.model, self.input_tokens, self.output_tokens,
+                                       self.batch, self.cached_tokens))  # fmt: skip
         rate = done / elapsed if elapsed > 0 else 0.0
         parts.append(f"{elapsed:.1f} s, {rate:.1f} {noun}/s")
         head = "describer: interrupted: " if interrupted else "describer: "
         return head + ", ".join(parts)
+
+
+    def _tokens(self) -> str:
+        cached = f" ({self.cached_tokens:,} cached)" if self.cached_tokens else ""
+        thinking = f" ({self.thinking_tokens:,} thinking)" if self.thinking_tokens else ""
+        return (f"tokens {self.input_tokens:,} in{cached} / {self.output_tokens:,} out"
+                f"{thinking}")  # fmt: skip
 
 
 class Progress:

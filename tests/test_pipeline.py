@@ -210,7 +210,9 @@ async def test_generation_options_reach_the_request(
     record = gemini_env.stats.images[0]
     assert record.model == "gemini-other"
     assert record.system_instruction == "You write alt text."
-    assert record.generation_config == {"temperature": 0.3, "maxOutputTokens": 200}
+    assert record.generation_config == {  # --thinking low by default, as a level on Gemini 3+
+        "temperature": 0.3, "maxOutputTokens": 200, "thinkingConfig": {"thinking_level": "LOW"},
+    }
 
 
 async def test_api_errors_become_records(

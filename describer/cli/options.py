@@ -14,8 +14,10 @@ from ..config import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MODEL,
     DEFAULT_PROMPT,
+    DEFAULT_THINKING,
     INLINE_LIMIT_BYTES,
     MEDIA_KINDS,
+    THINKING_LEVELS,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,6 +79,9 @@ model_options = options(
     click.option("--max-output-tokens", type=click.IntRange(min=1), help="Cap on answer tokens."),
     click.option("--media-resolution", type=click.Choice(["low", "medium", "high"]),
                  help="Gemini's media_resolution: tokens per image (Gemini 3: 280, 560, 1120)."),
+    click.option("--thinking", type=click.Choice(THINKING_LEVELS), default=DEFAULT_THINKING,
+                 show_default=True,
+                 help="Thinking level (billed as output tokens); model: the model's default."),
 )  # fmt: skip
 
 input_options = options(

@@ -25,6 +25,7 @@ from typing import Any
 
 from .contents import GenerateRequest
 from .media import Media
+from .wire import get_field
 
 CHARS_PER_TOKEN = 4  # Gemini's rule of thumb for text.
 DEFAULT_EMBED_DIM = 3072  # gemini-embedding-001 default output dimensionality.
@@ -138,9 +139,44 @@ def _candidate(req: GenerateRequest, shape: str | None) -> tuple[dict[str, Any],
     return candidate, text_tokens(len(text))
 
 
-def usage(media: list[Media], prompt_text: int, answer_tokens: int) -> dict[str, Any]:
+#: Thinking tokens per request at each thinkingLevel (Gemini 3 models). The emulator's own
+#: model, not Gemini's figures: Google documents the levels (LOW, MEDIUM, HIGH; Gemini 3.8
+#: Flash thinks at MEDIUM unless told) and that thoughts are billed as output
+#: (``thoughtsTokenCount``), not how many tokens each level spends on a caption.
+THINKING_TOKENS = {"MINIMAL": 0, "LOW": 128, "MEDIUM": 512, "HIGH": 2048}
+#: The level a Gemini 3 model thinks at when the request names none (Gemini 3.8 Flash
+#: developer guide: default MEDIUM).
+DEFAULT_THINKING_LEVEL = "MEDIUM"
+#: Thinking tokens of a Gemini 2.5 model with a dynamic budget (-1 or none): the emulator's
+#: model, capped by an explicit ``thinkingBudget``.
+DYNAMIC_THINKING_TOKENS = 512
+
+
+def thinking_tokens(model: str, generation_config: dict[str, Any]) -> int:
+    """Thinking tokens this request spends: by ``thinkingConfig.thinkingLevel`` (default
+    MEDIUM) on Gemini 3 and later, by ``thinkingBudget`` (default dynamic) on 2.5 models,
+    none on older models. Both camelCase and snake_case keys are read."""
+    config = get_field(generation_config, "thinkingConfig", "thinking_config") or {}
+    if not isinstance(config, dict):
+        config = {}
+    name = model.removeprefix("models/")
+    if name.startswith(("gemini-1", "gemini-2.0")):
+        return 0
+    if name.startswith("gemini-2.5"):
+        budget = get_field(config, "thinkingBudget", "thinking_budget")
+        if isinstance(budget, int) and budget >= 0:
+            return min(budget, DYNAMIC_THINKING_TOKENS)
+        return DYNAMIC_THINKING_TOKENS
+    level = get_field(config, "thinkingLevel", "thinking_level") or DEFAULT_THINKING_LEVEL
+    return THINKING_TOKENS.get(str(level).upper(), THINKING_TOKENS[DEFAULT_THINKING_LEVEL])
+
+
+def usage(
+    media: list[Media], prompt_text: int, answer_tokens: int, thoughts: int = 0
+) -> dict[str, Any]:
     """usageMetadata: promptTokenCount = media tokens + ``prompt_text`` tokens, one
-    promptTokensDetails entry per modality (TEXT last), candidatesTokenCount if any."""
+    promptTokensDetails entry per modality (TEXT last), candidatesTokenCount if any,
+    thoughtsTokenCount if any (counted in totalTokenCount, as Gemini does)."""
     by_modality: dict[str, int] = {}
     for item in media:
         by_modality[item.modality] = by_modality.get(item.modality, 0) + item.tokens
@@ -149,11 +185,13 @@ def usage(media: list[Media], prompt_text: int, answer_tokens: int) -> dict[str,
     prompt = sum(by_modality.values()) + prompt_text
     out: dict[str, Any] = {
         "promptTokenCount": prompt,
-        "totalTokenCount": prompt + answer_tokens,
+        "totalTokenCount": prompt + answer_tokens + thoughts,
         "promptTokensDetails": details,
     }
     if answer_tokens:
         out["candidatesTokenCount"] = answer_tokens
+    if thoughts:
+        out["thoughtsTokenCount"] = thoughts
     return out
 
 
@@ -164,7 +202,8 @@ def build_response(req: GenerateRequest, shape: str | None) -> dict[str, Any]:
     content; "empty": no parts; "max_tokens": half the text, MAX_TOKENS) or None / any other
     value for a normal answer. usageMetadata: promptTokenCount = media tokens (media.py)
     + ceil(chars of all text incl. system instruction / 4); candidatesTokenCount =
-    ceil(len(answer) / 4); totalTokenCount their sum.
+    ceil(len(answer) / 4); thoughtsTokenCount by :func:`thinking_tokens`; totalTokenCount
+    their sum.
     """
     txt = text_tokens(sum(len(t) for t in req.texts) + len(req.system_instruction))
     out: dict[str, Any] = {}
@@ -174,7 +213,8 @@ def build_response(req: GenerateRequest, shape: str | None) -> dict[str, Any]:
     else:
         candidate, answer_tokens = _candidate(req, shape)
         out["candidates"] = [candidate]
-    out["usageMetadata"] = usage(req.media, txt, answer_tokens)
+    thoughts = 0 if shape == "block" else thinking_tokens(req.model, req.generation_config)
+    out["usageMetadata"] = usage(req.media, txt, answer_tokens, thoughts)
     out["modelVersion"] = req.model
     out["responseId"] = secrets.token_urlsafe(16)
     return out

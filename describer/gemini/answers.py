@@ -78,8 +78,10 @@ def _text(candidate: types.Candidate) -> str:
 def _usage(metadata: types.GenerateContentResponseUsageMetadata | None) -> Usage | None:
     if metadata is None:
         return None
-    output = (metadata.candidates_token_count or 0) + (metadata.thoughts_token_count or 0)
-    return Usage(metadata.prompt_token_count or 0, output)
+    thinking = metadata.thoughts_token_count or 0
+    output = (metadata.candidates_token_count or 0) + thinking
+    cached = metadata.cached_content_token_count or 0
+    return Usage(metadata.prompt_token_count or 0, output, thinking, cached)
 
 
 def _name(value: object) -> str:

@@ -15,18 +15,38 @@ from google.genai import types
 from ..config import MEDIA_RESOLUTIONS, Config
 from ..model import Prepared
 
+#: ``--thinking`` as a ``thinking_budget`` on Gemini 2.5 models, which take a budget, not a
+#: level: 2.5 Flash takes 0-24576 tokens (ai.google.dev/gemini-api/docs/thinking, "Set
+#: budgets"); ``low`` is a small fixed budget, ``high`` that maximum.
+THINKING_BUDGETS = {"low": 1024, "medium": 8192, "high": 24576}
+
 
 def generation_settings(config: Config) -> dict[str, Any]:
     """The ``GenerateContentConfig`` fields the run's options set (snake_case, unset ones
     left out): ``system_instruction``, ``temperature``, ``max_output_tokens``,
-    ``media_resolution`` (as the API's enum name, e.g. ``MEDIA_RESOLUTION_LOW``)."""
+    ``media_resolution`` (as the API's enum name, e.g. ``MEDIA_RESOLUTION_LOW``) and
+    ``thinking_config`` (see :func:`thinking_config`)."""
     settings = {
         "system_instruction": config.system_instruction,
         "temperature": config.temperature,
         "max_output_tokens": config.max_output_tokens,
         "media_resolution": MEDIA_RESOLUTIONS.get(config.media_resolution or ""),
+        "thinking_config": thinking_config(config.model, config.thinking),
     }
     return {name: value for name, value in settings.items() if value is not None}
+
+
+def thinking_config(model: str, thinking: str) -> dict[str, Any] | None:
+    """``ThinkingConfig`` fields for ``--thinking``: ``thinking_level`` (``LOW``, ``MEDIUM``,
+    ``HIGH``) on Gemini 3 and later, a ``thinking_budget`` (:data:`THINKING_BUDGETS`) on
+    Gemini 2.5; None for ``model`` (the model's own default) and for models that do not
+    think (1.x, 2.0)."""
+    name = model.removeprefix("models/")
+    if thinking == "model" or name.startswith(("gemini-1", "gemini-2.0")):
+        return None
+    if name.startswith("gemini-2.5"):
+        return {"thinking_budget": THINKING_BUDGETS[thinking]}
+    return {"thinking_level": thinking.upper()}
 
 
 def generation_config(config: Config) -> types.GenerateContentConfig | None:
@@ -49,7 +69,7 @@ def request_json(media: dict[str, Any], config: Config) -> dict[str, Any]:
     if system is not None:
         body["systemInstruction"] = {"parts": [{"text": system}]}
     if settings:
-        body["generationConfig"] = {_camel(name): value for name, value in settings.items()}
+        body["generationConfig"] = _camel_keys(settings)
     return body
 
 
@@ -62,6 +82,14 @@ def inline_json(prepared: Prepared) -> dict[str, Any]:
 def file_json(uri: str, mime_type: str) -> dict[str, Any]:
     """The REST part pointing at a Files API upload."""
     return {"fileData": {"fileUri": uri, "mimeType": mime_type}}
+
+
+def _camel_keys(settings: dict[str, Any]) -> dict[str, Any]:
+    """The REST spelling of snake_case settings, nested objects included."""
+    return {
+        _camel(name): _camel_keys(value) if isinstance(value, dict) else value
+        for name, value in settings.items()
+    }
 
 
 def _camel(name: str) -> str:
