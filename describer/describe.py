@@ -7,14 +7,16 @@ usage. Transient failures are retried by the run's policy (:mod:`describer.retri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import gemini
 from .config import Config
-from .errors import ItemFailure
+from .errors import ItemFailure, QuotaExhausted
 from .limits import Throttle, estimate_tokens
 from .model import Answer, Prepared
+from .quotas import Quota
 from .retries import retrying
 
 if TYPE_CHECKING:
@@ -23,19 +25,28 @@ if TYPE_CHECKING:
 
 
 class Describer:
-    """Asks the model about prepared items, under one throttle shared by the run."""
+    """Asks the model about prepared items, under one throttle shared by the run;
+    ``on_quota`` hears of the quota every 429 names."""
 
-    def __init__(self, client: genai.Client, config: Config) -> None:
+    def __init__(
+        self,
+        client: genai.Client,
+        config: Config,
+        on_quota: Callable[[Quota], None] | None = None,
+    ) -> None:
         self._client = client
         self._config = config
         self._settings = gemini.generation_config(config)
-        self._throttle = Throttle(config.concurrency, config.rpm, config.tpm, config.quota_window)
+        self._throttle = Throttle(
+            config.concurrency, config.rpm, config.tpm, config.quota_window, on_quota
+        )
         self._text = config.prompt + (config.system_instruction or "")
 
     async def answer(self, prepared: Prepared) -> Answer:
         """The model's answer for one item, with the number of calls it took. A call that
         still fails after ``max_attempts`` comes back as :meth:`Answer.failed`; raises
-        :class:`ItemFailure` only when media over the inline limit cannot be uploaded."""
+        :class:`QuotaExhausted` once a per-day quota is spent (the item is not done), and
+        :class:`ItemFailure` when media over the inline limit cannot be uploaded."""
         config = self._config
         estimate = estimate_tokens(prepared.media, self._text, config.media_resolution)
         async with gemini.media_part(self._client, prepared, config) as part:
@@ -45,6 +56,8 @@ class Describer:
                     with attempt:
                         attempts = attempt.retry_state.attempt_number
                         return replace(await self._call(part, estimate), attempts=attempts)
+            except QuotaExhausted:
+                raise
             except ItemFailure as failure:
                 return Answer.failed(failure.error, attempts)
         raise AssertionError("unreachable: tenacity re-raises the last failure")

@@ -17,9 +17,10 @@ from typing import TypeVar
 from . import gemini
 from ._streams import Batcher, Channel
 from .config import Config
-from .errors import ItemFailure, redact
+from .errors import ItemFailure, QuotaExhausted, redact
 from .limits import Throttle
 from .model import ItemError, Result
+from .quotas import Quota
 from .retries import retrying
 
 T = TypeVar("T")
@@ -28,21 +29,40 @@ Vector = list[float]
 
 @dataclass(frozen=True, slots=True)
 class EmbedOutcome:
-    """A vector, or the error that kept an item from having one."""
+    """A vector, or the error that kept an item from having one; neither when a per-day
+    quota was spent before it was embedded (not done: a rerun does it)."""
 
     vector: Vector | None
     error: ItemError | None
 
+    @property
+    def done(self) -> bool:
+        """False when a spent per-day quota left the item without a vector or an error."""
+        return self.vector is not None or self.error is not None
+
 
 class Embedder:
-    """Calls ``embed_content`` for lists of texts, with the run's retry policy and limits."""
+    """Calls ``embed_content`` for lists of texts, with the run's retry policy and limits;
+    ``on_quota`` hears of the quota every 429 names."""
 
-    def __init__(self, connection: gemini.Connection, config: Config) -> None:
+    def __init__(
+        self,
+        connection: gemini.Connection,
+        config: Config,
+        on_quota: Callable[[Quota], None] | None = None,
+    ) -> None:
         self.model = config.embed_model
         self.concurrency = config.concurrency  # embedding calls in flight at once
         self._connection = connection
         self._config = config
-        self._throttle = Throttle(config.concurrency, config.embed_rpm, None, config.quota_window)
+        self._throttle = Throttle(
+            config.concurrency, config.embed_rpm, None, config.quota_window, on_quota
+        )
+
+    @property
+    def spent(self) -> Quota | None:
+        """The per-day quota that stopped the embedding calls, if one did."""
+        return self._throttle.gate.spent
 
     async def embed(
         self, texts: list[str], task_type: str = "RETRIEVAL_DOCUMENT", dim: int | None = None
@@ -61,9 +81,12 @@ class Embedder:
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     async def outcomes(self, texts: list[str]) -> list[EmbedOutcome]:
-        """Like :meth:`embed`, but a failed batch gives each text the (redacted) error."""
+        """Like :meth:`embed`, but a failed batch gives each text the (redacted) error, and
+        a batch held back by a spent per-day quota gives each text an outcome not done."""
         try:
             vectors = await self.embed(texts)
+        except QuotaExhausted:
+            return [EmbedOutcome(None, None) for _ in texts]
         except ItemFailure as failure:
             error = redact(failure.error, self._connection.hidden)
             return [EmbedOutcome(None, error) for _ in texts]

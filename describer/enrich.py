@@ -28,6 +28,7 @@ from .config import Config
 from .embed import Embedder, EmbedOutcome, embed_stream
 from .errors import ConfigError
 from .model import is_record
+from .quotas import Quota
 
 #: Fewest lines read ahead of the first line not yet written (see :func:`_window`).
 MIN_WINDOW = 256
@@ -45,12 +46,14 @@ class Line:
 
 @dataclass
 class EnrichReport:
-    """What ``embed FILE`` did: lines seen, vectors added, embeddings that failed."""
+    """What ``embed FILE`` did: lines seen, vectors added, embeddings that failed, and the
+    per-day ``quota`` that stopped it (its lines without a vector are left as they were)."""
 
     lines: int = 0
     embedded: int = 0
     failed: int = 0
     already: int = 0
+    quota: Quota | None = None
 
 
 def needs_embedding(record: object) -> bool:
@@ -67,7 +70,9 @@ async def embed_file(path: Path, config: Config, stop: asyncio.Event | None = No
     """Embed the descriptions in ``path`` that lack a vector; the counts.
 
     Lines keep their order; a torn last line is copied as it is. Setting ``stop`` embeds no
-    more lines (batches in flight finish; the rest are copied). Cancelled, the file is left
+    more lines (batches in flight finish; the rest are copied); a spent per-day embedding
+    quota sets it, the lines it held back are copied as they were, and the report carries
+    the quota. Cancelled, the file is left
     as it was. Raises :class:`ConfigError`, the file untouched, when another describer process
     is writing it, a whole line of it is not a describer record (or it holds only a torn
     fragment), it cannot be read or replaced, or there are no credentials.
@@ -80,8 +85,16 @@ async def embed_file(path: Path, config: Config, stop: asyncio.Event | None = No
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
         async with gemini.connect(config) as connection:
-            embedder = Embedder(connection, config)
-            return await _rewrite(path, source, embedder, config, stop)
+            embedder = Embedder(connection, config, lambda quota: _stop_at(quota, stop))
+            report = await _rewrite(path, source, embedder, config, stop)
+            report.quota = embedder.spent
+            return report
+
+
+def _stop_at(quota: Quota, stop: asyncio.Event) -> None:
+    """Stop reading new lines once a 429 names a per-day quota."""
+    if quota.daily:
+        stop.set()
 
 
 def check_recognised(path: Path, source: IO[bytes]) -> None:
@@ -162,6 +175,8 @@ class _InOrder:
 def _enrich(lines: AsyncIterator[Line], embedder: Embedder, config: Config) -> AsyncIterator[Line]:
     def attach(line: Line, outcome: EmbedOutcome) -> Line:
         assert line.record is not None
+        if not outcome.done:  # held back by a spent per-day quota: left as it was
+            return Line(line.number, line.raw)
         error = outcome.error.to_json() if outcome.error else None
         line.record |= {"embedding": outcome.vector, "embedding_model": embedder.model,
                         "embedding_error": error}  # fmt: skip

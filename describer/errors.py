@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable, Mapping
 
 from .model import ErrorType, ItemError
+from .quotas import Quota
 
 #: Environment variables that may hold a key; their values never appear in any output.
 SECRET_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
@@ -22,7 +23,8 @@ class ItemFailure(Exception):
 
     ``retryable`` marks transient failures (408, 429, 5xx, timeouts, connection errors);
     ``retry_after`` is the server's requested delay in seconds (Gemini's
-    ``RetryInfo.retryDelay``, an HTTP ``Retry-After``), when it gave one.
+    ``RetryInfo.retryDelay``, an HTTP ``Retry-After``), when it gave one; ``quota`` the
+    quota a 429 says was spent (:mod:`describer.quotas`).
     """
 
     def __init__(
@@ -32,11 +34,22 @@ class ItemFailure(Exception):
         *,
         retryable: bool = False,
         retry_after: float | None = None,
+        quota: Quota | None = None,
     ) -> None:
         super().__init__(message)
         self.error = ItemError(type_, message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.quota = quota
+
+
+class QuotaExhausted(ItemFailure):
+    """A per-day quota is spent: nothing more is sent this run. The item is not done (no
+    record is written; a rerun after midnight Pacific does it), and it is not retried."""
+
+    def __init__(self, quota: Quota, message: str) -> None:
+        super().__init__(ErrorType.RATE_LIMITED, message, quota=quota)
+        self.daily = quota
 
 
 class ConfigError(Exception):

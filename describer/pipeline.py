@@ -21,8 +21,9 @@ from .config import Config
 from .describe import Describer
 from .download import MAX_RETRY_AFTER_S, source_bytes
 from .embed import Embedder, embed_results
-from .errors import ItemFailure, redact
+from .errors import ItemFailure, QuotaExhausted, redact
 from .limits import ByteBudget, Lease
+from .limits.watch import QuotaWatch
 from .model import ErrorType, ItemError, Prepared, Result, Source
 from .prepare import PREPARE_POOL, plan, prepare
 from .retries import call_with_retries
@@ -38,22 +39,25 @@ async def describe_stream(
     reader: SourceReader | None = None,
     stop: asyncio.Event | None = None,
     connection: gemini.Connection | None = None,
+    watch: QuotaWatch | None = None,
 ) -> AsyncIterator[Result]:
     """Describe every source; yield one :class:`Result` per distinct source as each completes.
 
     ``sources`` are strings as on the command line: URLs, image files, folders, list files.
     Setting ``stop`` stops taking new sources; items already started still yield their
     results. ``connection``: an open :func:`describer.gemini.connect` to use (else one is
-    opened and closed here). Raises :class:`describer.ConfigError` when no credentials are
-    configured.
+    opened and closed here). ``watch``: told each quota a 429 names; at a per-day quota it
+    sets its stop, and the items refused or held back are yielded with a ``rate_limited``
+    error and listed in ``watch.not_done`` (the caller drops them: they are not done).
+    Raises :class:`describer.ConfigError` when no credentials are configured.
     """
     reader = reader or SourceReader(config.follow_symlinks, media=config.media)
     if connection is None:
         async with gemini.connect(config) as opened:
-            async for result in _stream(reader.iter(sources), config, opened, stop):
+            async for result in _stream(reader.iter(sources), config, opened, stop, watch):
                 yield result
         return
-    async for result in _stream(reader.iter(sources), config, connection, stop):
+    async for result in _stream(reader.iter(sources), config, connection, stop, watch):
         yield result
 
 
@@ -62,10 +66,12 @@ def _stream(
     config: Config,
     connection: gemini.Connection,
     stop: asyncio.Event | None,
+    watch: QuotaWatch | None,
 ) -> AsyncIterator[Result]:
-    results = Pipeline(config, connection).run(sources, stop)
+    results = Pipeline(config, connection, watch).run(sources, stop)
     if config.embed:
-        results = embed_results(results, Embedder(connection, config), config)
+        embedder = Embedder(connection, config, watch and watch.learned)
+        results = embed_results(results, embedder, config)
     return results
 
 
@@ -108,10 +114,13 @@ async def _prepare(data: bytes, config: Config, lease: Lease | None) -> Prepared
 class Pipeline:
     """Runs items through the stages under the run's concurrency and byte bounds."""
 
-    def __init__(self, config: Config, connection: gemini.Connection) -> None:
+    def __init__(
+        self, config: Config, connection: gemini.Connection, watch: QuotaWatch | None = None
+    ) -> None:
         self._config = config
         self._connection = connection
-        self._describer = Describer(connection.client, config)
+        self._watch = watch
+        self._describer = Describer(connection.client, config, watch and watch.learned)
         self._budget = ByteBudget(config.byte_budget)
 
     def run(
@@ -133,6 +142,10 @@ class Pipeline:
             result = Result.described(
                 source.ref, config.model, config.prompt, answer, prepared.media, prepared.original
             )
+        except QuotaExhausted as spent:
+            if self._watch is not None:
+                self._watch.exhausted(spent.daily, source.ref)
+            result = failed(source.ref, config, spent.error, prepared)
         except ItemFailure as failure:
             result = failed(source.ref, config, failure.error, prepared)
         except Exception as exc:

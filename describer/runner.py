@@ -8,13 +8,14 @@ caller (the CLI).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import IO
 
 from . import gemini
 from .config import Config
 from .errors import OutputError
+from .limits.watch import QuotaWatch
 from .model import Result
 from .output import Sink, open_sink, write_all
 from .pipeline import describe_stream
@@ -32,6 +33,7 @@ class RunReport:
     sources: SourceStats
     interrupted: bool
     output_error: str | None = None  # the output could not take a record: the run stopped
+    quota_stop: str | None = None  # a per-day quota stopped the run: the line that says so
 
     @property
     def all_ok(self) -> bool:
@@ -56,7 +58,9 @@ async def run(
     With ``-o FILE`` an earlier run's file is resumed: sources it already describes are
     skipped, new records are appended (``overwrite`` starts afresh). Setting ``stop`` takes
     no new sources (items in flight finish); cancelling the task stops at once, and the
-    report says ``interrupted`` either way. When the output cannot take a record (disk full),
+    report says ``interrupted`` either way. At a per-day quota the run stops likewise, items
+    refused or held back by it get no record (a rerun does them), and the report carries
+    ``quota_stop``, one line for stderr. When the output cannot take a record (disk full),
     the run stops, the file is cut back to its last whole record, and the report carries
     ``output_error``. Notices and the progress bar go to ``progress`` (default: a bar on
     stderr when it is a terminal). Raises :class:`ConfigError` for whole-run problems found
@@ -65,6 +69,7 @@ async def run(
     stop = stop or asyncio.Event()
     progress = progress or Progress(config.progress)
     tally = Tally(model=config.model, media=config.media)
+    watch = QuotaWatch(progress.write, stop)
     async with gemini.connect(config) as connection:
         with open_sink(config.output, config.overwrite, config.model, config.prompt) as sink:
             _report_resume(progress, sink.resume, config)
@@ -72,18 +77,47 @@ async def run(
                 config.follow_symlinks, stdin, done=sink.resume.done, media=config.media
             )
             results = describe_stream(
-                sources, config, reader=reader, stop=stop, connection=connection
+                sources, config, reader=reader, stop=stop, connection=connection, watch=watch
             )
-            aborted, output_error = await _write(results, sink, tally, progress)
-    return RunReport(tally, reader.stats, aborted or stop.is_set(), output_error)
+            aborted, output_error = await _write(results, sink, tally, progress, watch)
+            line = await _quota_line(watch, tally, sources, sink, config)
+    interrupted = aborted or (stop.is_set() and line is None)
+    return RunReport(tally, reader.stats, interrupted, output_error, line)
+
+
+async def _quota_line(
+    watch: QuotaWatch, tally: Tally, sources: Sequence[str], sink: Sink, config: Config
+) -> str | None:
+    """The stop line when a per-day quota stopped the run (None otherwise). The sources
+    still without a record are counted by reading the sources again (not stdin: it is read
+    once, so then the count is not known)."""
+    if watch.daily is None:
+        return None
+    remaining = None
+    if "-" not in sources:
+        again = SourceReader(config.follow_symlinks, done=sink.resume.done, media=config.media)
+        total = await asyncio.to_thread(lambda: sum(1 for _ in again.iter(sources)))
+        remaining = max(0, total - tally.described - tally.failed)
+    return watch.stop_line(tally.described, remaining, resumable=config.output is not None)
+
+
+async def _done(results: AsyncIterator[Result], watch: QuotaWatch) -> AsyncIterator[Result]:
+    """``results`` without those a per-day quota left not done."""
+    async for result in results:
+        if result.source not in watch.not_done:
+            yield result
 
 
 async def _write(
-    results: AsyncGenerator[Result, None], sink: Sink, tally: Tally, progress: Progress
+    results: AsyncGenerator[Result, None],
+    sink: Sink,
+    tally: Tally,
+    progress: Progress,
+    watch: QuotaWatch,
 ) -> tuple[bool, str | None]:
-    """Write every result; (cancelled, the output error that stopped the run)."""
+    """Write every result that is done; (cancelled, the output error that stopped the run)."""
     try:
-        await write_all(results, sink, tally, progress)
+        await write_all(_done(results, watch), sink, tally, progress)
     except asyncio.CancelledError:
         return True, None
     except OutputError as exc:

@@ -22,6 +22,7 @@ from click_default_group import DefaultGroup
 from .. import __version__
 from ..config import Config
 from ..errors import ConfigError
+from ..limits.watch import stop_line
 from ..report import Progress
 from ..runner import run
 from .options import (
@@ -35,6 +36,7 @@ from .options import (
 from .terminal import (
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_QUOTA,
     EXIT_SOME_FAILED,
     EXIT_USAGE,
     Interrupts,
@@ -75,7 +77,8 @@ def describe(sources: tuple[str, ...], **options: Any) -> None:  # fmt: skip
     SOURCE is an image file, a folder (recursive), an http(s) URL, a text file of URLs or
     paths (one per line, # comments), or - to read such lines from stdin.
 
-    Exit codes: 0 all described, 1 some failed, 2 usage or configuration error, 130 interrupted.
+    Exit codes: 0 all described, 1 some failed, 2 usage or configuration error, 3 stopped
+    at a daily quota (rerun later to continue), 130 interrupted.
     """
 
     def start() -> Coroutine[Any, Any, int]:
@@ -95,9 +98,13 @@ async def describe_main(
         report = await run(config, sources, stdin, stop=interrupts.stop, progress=progress)
     if report.output_error:
         say(f"describe-images: error: {report.output_error}; stopped")
+    if report.quota_stop:
+        say(report.quota_stop)
     say(report.summary())
     if report.output_error:
         return EXIT_USAGE
+    if report.quota_stop:
+        return EXIT_QUOTA
     if report.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if report.all_ok else EXIT_SOME_FAILED
@@ -111,6 +118,9 @@ def embed_command(file: Path, **options: Any) -> None:
     """Add embeddings to the described records of FILE (an earlier -o output), in place.
 
     Records that already have an embedding are skipped, so an interrupted run can be resumed.
+
+    Exit codes: 0 all embedded, 1 some failed, 2 usage or configuration error, 3 stopped at a
+    daily quota (rerun later to continue), 130 interrupted.
     """
     finish(lambda: embed_main(file, Config(**options)))
 
@@ -126,8 +136,12 @@ async def embed_main(file: Path, config: Config) -> int:
         except asyncio.CancelledError:
             say(f"describer: interrupted: {file} left as it was")
             return EXIT_INTERRUPTED
+    if report.quota is not None:
+        say(stop_line(report.quota, f"{report.embedded} embedded", None, resumable=True))
     say(f"describer: {file}: {report.embedded} embedded, {report.failed} failed, "
         f"{report.already} already had one, {report.lines} lines")  # fmt: skip
+    if report.quota is not None:
+        return EXIT_QUOTA
     if interrupts.stop.is_set():
         return EXIT_INTERRUPTED
     return EXIT_SOME_FAILED if report.failed else EXIT_OK

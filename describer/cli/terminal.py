@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from ..search import Hit
 
 #: Exit codes (README, "Exit codes"): all done; some items failed (their records are
-#: written); usage or whole-run error (one line on stderr); interrupted (Ctrl-C).
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: written); usage or whole-run error (one line on stderr); stopped at a per-day quota
+#: (one line on stderr; rerun later to continue); interrupted (Ctrl-C).
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_QUOTA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def finish(make: Callable[[], Coroutine[Any, Any, int]]) -> None:

@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generate requests per quota window (sliding; 429 past it)")
     p.add_argument("--quota-window", type=float, default=60.0,
                    help="seconds of the --rpm window (Gemini: 60)")
+    p.add_argument("--rpd", type=int, default=None,
+                   help="generate requests per day (per-day 429 past it, until restart)")
+    p.add_argument("--bare-429", action="store_true",
+                   help="quota 429s without details (python-genai#2065)")
     p.add_argument("--fault-rate", type=float, default=0.0,
                    help="fraction of generate requests answered 503")
     p.add_argument("--seed", type=int, default=0)
@@ -52,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 async def serve(args: argparse.Namespace) -> None:
     """Start the emulator, announce its URL, and wait for SIGINT/SIGTERM."""
     settings = EmulatorSettings(latency=args.latency, rpm=args.rpm, fault_rate=args.fault_rate,
-                                quota_window=args.quota_window,
+                                quota_window=args.quota_window, rpd=args.rpd,
+                                bare_429=args.bare_429,
                                 seed=args.seed, require_key=not args.no_key,
                                 embed_latency=args.embed_latency)
     emulator = GeminiEmulator(settings)

@@ -9,6 +9,14 @@ Figures and where they come from:
 * 60 s sliding window for the requests-per-minute quota: Gemini rate limits are per minute
   (ai.google.dev "Rate limits": "21 requests within a minute fail for an RPM of 20");
   whether Google counts a bucket or a window is not documented, so this is the window.
+* ``rpd``: requests per day, a plain counter (Google's day ends at midnight Pacific; here it
+  ends when a test calls ``reset_day``). Once spent, every generate request gets the per-day
+  429 (quotaId ``GenerateRequestsPerDayPerProjectPerModel-FreeTier``) whose retryDelay is
+  short (``DAY_RETRY_S``), as Google's is: the delay says nothing about when the day ends.
+  ``embed_rpd`` does the same for batchEmbedContents calls (quotaId
+  ``EmbedContentRequestsPerDayPerProjectPerModel-FreeTier``).
+* ``bare_429``: quota 429s without details or quota lines, as some come
+  (googleapis/python-genai#2065).
 * ``suspended``: the 403 PERMISSION_DENIED Gemini answers for a suspended API key, whose
   message and details quote the key ("Permission denied: Consumer 'api_key:KEY' has been
   suspended."; google/generative-ai-docs#356, continuedev/continue#10902; see wire.py). The
@@ -31,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import random
 import time
 from collections import deque
@@ -43,6 +50,7 @@ from aiohttp import web
 from .wire import STATUS_NAMES, ApiError, quota_error, require_key, suspended_error
 
 RPM_WINDOW_S = 60.0  # seconds; requests-per-minute quota window.
+DAY_RETRY_S = 1.5  # seconds; the per-day 429's "Please retry in" (short, as at Google).
 SHAPES = frozenset({"block", "safety", "empty", "max_tokens"})  # answer shapes (answers.py)
 #: A generateContent answer cut off after its first bytes: HTTP 200, not JSON.
 GARBAGE_BODY = '{\n  "candidates": [\n    {\n      "content": {\n        "parts": [\n          {"te'
@@ -74,7 +82,11 @@ class EmulatorSettings:
     require_key: answer 403 PERMISSION_DENIED when no ``x-goog-api-key`` header, ``?key=``
         or Bearer token is sent.
     embed_latency: (low, high) seconds slept per successful batchEmbedContents call.
-    ValueError from the constructor if a range is reversed or negative, rpm < 1, or
+    rpd: generate requests accepted per day (a counter until ``reset_day``); None = no quota.
+    embed_rpd: batchEmbedContents calls accepted per day (until ``reset_day``); None = no
+        quota. Past it every embedding call gets the per-day 429.
+    bare_429: quota 429s carry no details (no QuotaFailure, no RetryInfo).
+    ValueError from the constructor if a range is reversed or negative, rpm or rpd < 1, or
     fault_rate is outside [0, 1].
     """
 
@@ -85,6 +97,9 @@ class EmulatorSettings:
     seed: int = 0
     require_key: bool = True
     embed_latency: tuple[float, float] = (0.0, 0.0)
+    rpd: int | None = None
+    embed_rpd: int | None = None
+    bare_429: bool = False
 
     def __post_init__(self) -> None:
         for name in ("latency", "embed_latency"):
@@ -92,8 +107,9 @@ class EmulatorSettings:
             if not 0.0 <= low <= high:
                 raise ValueError(f"{name} must be (low, high) with 0 <= low <= high")
             object.__setattr__(self, name, (low, high))
-        if self.rpm is not None and self.rpm < 1:
-            raise ValueError("rpm must be None or >= 1")
+        for name in ("rpm", "rpd", "embed_rpd"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be None or >= 1")
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("fault_rate must be in [0, 1]")
 
@@ -159,6 +175,8 @@ class Behaviour:
         self.embed_script: Script | None = None
         self._scripts: dict[str, Script] = {}
         self._window: deque[float] = deque()
+        self.day_count = 0  # generate requests accepted since start or ``reset_day``
+        self.embed_day_count = 0  # embedding calls accepted since start or ``reset_day``
         self._reseed()
 
     # ----- control ---------------------------------------------------------------------
@@ -193,6 +211,10 @@ class Behaviour:
         """Forget the requests counted in the rpm window."""
         self._window.clear()
 
+    def reset_day(self) -> None:
+        """Start a new day: the rpd counters go back to zero (midnight Pacific at Google)."""
+        self.day_count = self.embed_day_count = 0
+
     def _reseed(self) -> None:
         seed = self.settings.seed
         self._latency_rng = random.Random(f"{seed}:latency")
@@ -204,20 +226,31 @@ class Behaviour:
         """ApiError 403 if ``require_key`` and the request carries no credentials."""
         require_key(request, self.settings.require_key)
 
-    def admit(self) -> None:
-        """Count one generate request in the sliding ``quota_window``; ApiError 429 (with
-        RetryInfo = whole seconds until the oldest request leaves the window) if full."""
-        rpm = self.settings.rpm
-        if rpm is None:
-            return
-        now = time.monotonic()
-        window = self.settings.quota_window
-        while self._window and now - self._window[0] >= window:
-            self._window.popleft()
-        if len(self._window) >= rpm:
-            wait = self._window[0] + window - now
-            raise quota_error(max(1, math.ceil(wait)))
-        self._window.append(now)
+    def admit(self, model: str = "gemini-2.5-flash") -> None:
+        """Count one generate request for ``model`` against the day's ``rpd`` and the sliding
+        ``quota_window``; ApiError 429 if either is spent: the per-day one (retryDelay
+        ``DAY_RETRY_S``), else the per-minute one (retryDelay = seconds until the oldest
+        request leaves the window). Refused requests are not counted."""
+        settings = self.settings
+        if settings.rpd is not None and self.day_count >= settings.rpd:
+            raise quota_error(DAY_RETRY_S, "rpd", settings.rpd, model, settings.bare_429)
+        if settings.rpm is not None:
+            now = time.monotonic()
+            window = settings.quota_window
+            while self._window and now - self._window[0] >= window:
+                self._window.popleft()
+            if len(self._window) >= settings.rpm:
+                wait = max(0.001, self._window[0] + window - now)
+                raise quota_error(wait, "rpm", settings.rpm, model, settings.bare_429)
+            self._window.append(now)
+        self.day_count += 1
+
+    def admit_embed(self, model: str) -> None:
+        """Count one embedding call against ``embed_rpd``; the per-day 429 once spent."""
+        limit = self.settings.embed_rpd
+        if limit is not None and self.embed_day_count >= limit:
+            raise quota_error(DAY_RETRY_S, "embed_rpd", limit, model, self.settings.bare_429)
+        self.embed_day_count += 1
 
     async def generate_delay(self, script: Script | None) -> None:
         """Sleep a ``slow`` script's seconds, else uniform(latency) from the latency RNG."""

@@ -107,6 +107,7 @@ class ModelsApi:
         except ApiError as err:
             if err.code == 429:
                 self.stats.rate_limited += 1
+                self.stats.day_limited += err.quota in ("rpd", "embed_rpd")
             return error_response(err)
         except Garbled:
             return garbled_response()
@@ -115,7 +116,7 @@ class ModelsApi:
     async def generate(self, request: web.Request, model: str, body: bytes) -> dict[str, Any]:
         """generateContent: quota, parse (in a thread if large), record, sleep, scripted or
         injected failure, then the answer (answers.build_response)."""
-        self._behaviour.admit()
+        self._behaviour.admit(model)
         if len(body) > THREAD_DECODE_BYTES:
             req = await asyncio.to_thread(parse_generate, model, body, self._files)
         else:
@@ -141,6 +142,7 @@ class ModelsApi:
         self.stats.keep(self.stats.batch_sizes, len(requests))
         if len(requests) > MAX_EMBED_BATCH:
             raise ApiError(400, MSG_BATCH_TOO_BIG)
+        self._behaviour.admit_embed(model)
         self._behaviour.raise_scripted(self._behaviour.embed_script, request_key(request) or "")
         vectors = [embed_values(r) for r in requests]
         await self._behaviour.embed_delay()

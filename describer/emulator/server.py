@@ -112,10 +112,15 @@ class GeminiEmulator(LoopbackServer):
     def reset_stats(self) -> None:
         """Zero ``stats`` and ``batch.stats`` in place and empty the rpm window (in-flight
         requests stay counted). Scripts (and their remaining-failure counters), settings,
-        files and jobs are kept."""
+        files, jobs and the day's rpd count are kept (see :meth:`reset_day`)."""
         self.stats.reset()
         self.batch.stats.reset()
         self.behaviour.reset_window()
+
+    def reset_day(self) -> None:
+        """A new quota day: the rpd and embed_rpd counts start again from zero (at Google:
+        midnight Pacific)."""
+        self.behaviour.reset_day()
 
     # ----- HTTP ------------------------------------------------------------------------
     def _make_app(self) -> web.Application:

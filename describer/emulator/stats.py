@@ -55,7 +55,8 @@ class EmulatorStats:
     generate_requests: generateContent calls received (including rejected ones);
     embed_requests: batchEmbedContents/embedContent calls received;
     responses_by_status: HTTP status -> count, models endpoints only;
-    rate_limited: 429 answers; injected_faults: 503s from ``fault_rate``;
+    rate_limited: 429 answers; day_limited: those of them for a per-day quota (rpd, embed_rpd);
+    injected_faults: 503s from ``fault_rate``;
     request_bytes: HTTP body bytes received on models endpoints;
     image_bytes: decoded inline media bytes of admitted generate requests;
     in_flight / max_in_flight: generate requests being handled now / at most at once
@@ -72,6 +73,7 @@ class EmulatorStats:
     embed_requests: int = 0
     responses_by_status: dict[int, int] = field(default_factory=dict)
     rate_limited: int = 0
+    day_limited: int = 0
     injected_faults: int = 0
     request_bytes: int = 0
     image_bytes: int = 0

@@ -5,9 +5,12 @@ google.rpc.Code names (400 INVALID_ARGUMENT, 403 PERMISSION_DENIED, 404 NOT_FOUN
 RESOURCE_EXHAUSTED, 500 INTERNAL, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED). Messages are modelled
 on real Gemini API answers (shape and wording); the two with details:
 
-* 429 quota: ``google.rpc.QuotaFailure`` (quotaMetric, quotaId
-  ``GenerateRequestsPerMinutePerProjectPerModel-FreeTier``), ``google.rpc.Help`` and
-  ``google.rpc.RetryInfo.retryDelay`` ("53s"), as in googleapis/python-genai#1875 and #2065.
+* 429 quota: the message names the metric, limit and model and ends "Please retry in
+  41.599174853s."; ``google.rpc.QuotaFailure`` (quotaMetric, quotaId
+  ``GenerateRequestsPerMinutePerProjectPerModel-FreeTier`` or ``...PerDay...``,
+  quotaDimensions location/model, quotaValue = the limit), ``google.rpc.Help`` and
+  ``google.rpc.RetryInfo.retryDelay`` ("42s"), as in googleapis/python-genai#1875; or no
+  details at all (python-genai#2065).
 * 403 suspended key: "Permission denied: Consumer 'api_key:KEY' has been suspended." with a
   ``google.rpc.ErrorInfo`` (reason CONSUMER_SUSPENDED, domain googleapis.com, metadata
   service / consumer / containerInfo ``api_key:KEY``) and a ``google.rpc.LocalizedMessage``:
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import math
 import secrets
 import string
 from collections.abc import Awaitable, Callable, Mapping
@@ -83,8 +87,11 @@ class ApiError(Exception):
     """A Google-style API error: ``{"error": {"code", "message", "status", "details"?}}``.
 
     code: HTTP status; message: defaults to Gemini's wording for the code; details: the
-    ``google.rpc`` detail objects (None: no ``details`` key, as in most Gemini errors).
+    ``google.rpc`` detail objects (None: no ``details`` key, as in most Gemini errors);
+    quota: for a quota 429, the QUOTAS key of the quota spent (not sent; for counting).
     """
+
+    quota: str | None = None
 
     def __init__(self, code: int, message: str | None = None,
                  details: list[dict[str, Any]] | None = None) -> None:
@@ -102,22 +109,54 @@ class ApiError(Exception):
         return {"error": err}
 
 
-def quota_error(retry_delay_s: int) -> ApiError:
-    """The 429 RESOURCE_EXHAUSTED Gemini sends when the per-minute quota is spent.
+#: The quotas the emulator enforces, as Google names them in ``QuotaFailure`` violations:
+#: (quotaMetric, quotaId). The generate ones as seen in googleapis/python-genai#1875; the
+#: embedding one is modelled on them (no captured per-day embedding 429 was at hand).
+QUOTAS = {
+    "rpm": ("generativelanguage.googleapis.com/generate_content_free_tier_requests",
+            "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"),
+    "rpd": ("generativelanguage.googleapis.com/generate_content_free_tier_requests",
+            "GenerateRequestsPerDayPerProjectPerModel-FreeTier"),
+    "tpm": ("generativelanguage.googleapis.com/generate_content_free_tier_input_token_count",
+            "GenerateContentInputTokensPerModelPerMinute-FreeTier"),
+    "embed_rpd": ("generativelanguage.googleapis.com/embed_content_free_tier_requests",
+                  "EmbedContentRequestsPerDayPerProjectPerModel-FreeTier"),
+}
 
-    retry_delay_s: whole seconds until the quota admits a request again (RetryInfo).
+
+def quota_error(retry_delay_s: float, quota: str = "rpm", limit: int | None = None,
+                model: str = "gemini-2.5-flash", bare: bool = False) -> ApiError:
+    """The 429 RESOURCE_EXHAUSTED Gemini sends when a quota is spent, as Google sends it.
+
+    retry_delay_s: seconds until the quota admits a request again; the message says them
+    exactly ("Please retry in 41.599174853s."), RetryInfo in whole seconds rounded up
+    ("42s"). quota: a key of QUOTAS; limit: its value (quotaValue and "limit: N"); model:
+    the model of the request (quotaDimensions.model). ``bare``: no details and no quota
+    lines, as some 429s come (python-genai#2065).
     """
-    return ApiError(429, MSG_QUOTA, [
-        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
-            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
-        }]},
+    if bare:
+        err = ApiError(429, MSG_QUOTA)
+        err.quota = quota
+        return err
+    metric, quota_id = QUOTAS[quota]
+    shown = "" if limit is None else str(limit)
+    message = (f"{MSG_QUOTA}\n* Quota exceeded for metric: {metric}, limit: {shown}, "
+               f"model: {model}\nPlease retry in {retry_delay_s:.9f}s.")
+    violation: dict[str, Any] = {"quotaMetric": metric, "quotaId": quota_id,
+                                 "quotaDimensions": {"location": "global", "model": model}}
+    if limit is not None:
+        violation["quotaValue"] = shown
+    err = ApiError(429, message, [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]},
         {"@type": "type.googleapis.com/google.rpc.Help", "links": [{
             "description": "Learn more about Gemini API quotas",
             "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
         }]},
-        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_delay_s}s"},
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo",
+         "retryDelay": f"{math.ceil(retry_delay_s)}s"},
     ])
+    err.quota = quota
+    return err
 
 
 def suspended_error(key: str) -> ApiError:

@@ -13,6 +13,7 @@ from google.genai import errors
 
 from ..errors import ItemFailure
 from ..model import ErrorType
+from ..quotas import message_retry_delay, spent
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 #: What google-genai 3.4.0 raises for an HTTP 200 whose body is not JSON: generate_content
@@ -54,7 +55,9 @@ def api_failure(exc: errors.APIError) -> ItemFailure:
     otherwise ``api_error``; the message is ``"<code> <STATUS>: <Google's message>"``.
 
     408, 429 and 5xx are retryable, after the ``RetryInfo.retryDelay`` when Gemini gives one;
-    400 INVALID_ARGUMENT, 401/403 and 404 are not.
+    400 INVALID_ARGUMENT, 401/403 and 404 are not. A 429 carries the quota it names
+    (:func:`describer.quotas.spent`: a per-day one first); its delay falls back on the
+    message's "Please retry in 41.6s." when there is no RetryInfo.
     """
     message = f"{exc.code} {exc.status or ''}: {exc.message or ''}".replace("  ", " ").strip()
     retryable = exc.code in (408, 429) or exc.code >= 500
@@ -64,7 +67,12 @@ def api_failure(exc: errors.APIError) -> ItemFailure:
         kind = ErrorType.TIMEOUT
     else:
         kind = ErrorType.API_ERROR
-    return ItemFailure(kind, message, retryable=retryable, retry_after=retry_delay(exc.details))
+    delay = retry_delay(exc.details)
+    if exc.code != 429:
+        return ItemFailure(kind, message, retryable=retryable, retry_after=delay)
+    if delay is None:
+        delay = message_retry_delay(exc.details)
+    return ItemFailure(kind, message, retryable=True, retry_after=delay, quota=spent(exc.details))
 
 
 def retry_delay(error_body: Any) -> float | None:

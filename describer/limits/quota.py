@@ -12,10 +12,11 @@ a quota even when network delays bunch its requests up a little.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -24,8 +25,9 @@ from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from ..errors import ItemFailure
+from ..errors import ItemFailure, QuotaExhausted
 from ..model import ErrorType
+from ..quotas import Quota
 
 #: The client-side window is longer than the quota's by 1/60 of it (61 s for a minute), and by
 #: at least this many seconds: margin for requests bunched up by network and encoding delays.
@@ -47,19 +49,35 @@ class Gate:
 
     def __init__(self) -> None:
         self._until = 0.0
+        self._shut = asyncio.Event()
+        self.spent: Quota | None = None  # the per-day quota that shut the gate
 
     def close_for(self, seconds: float) -> None:
         """Pause new requests for ``seconds`` from now (never shortens a pause)."""
         self._until = max(self._until, time.monotonic() + seconds)
 
+    def shut(self, quota: Quota) -> None:
+        """Close for good (a per-day ``quota`` is spent); waiters wake and fail."""
+        self.spent = self.spent or quota
+        self._shut.set()
+
+    def check(self) -> None:
+        """Raise :class:`QuotaExhausted` once the gate is shut."""
+        if self.spent is not None:
+            raise QuotaExhausted(self.spent, f"daily quota spent: {self.spent.describe()}")
+
     async def wait(self) -> None:
-        """Return once the gate is open, plus a little jitter so callers do not stampede."""
+        """Return once the gate is open, plus a little jitter so callers do not stampede;
+        raise :class:`QuotaExhausted` when it is shut meanwhile."""
         waited = False
         while (remaining := self._until - time.monotonic()) > 0:
-            await asyncio.sleep(remaining)
+            self.check()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._shut.wait(), remaining)
             waited = True
         if waited:
             await asyncio.sleep(random.uniform(0, 0.2))
+        self.check()
 
 
 class AdaptiveLimit:
@@ -97,7 +115,8 @@ class AdaptiveLimit:
 class Throttle:
     """All that a model call waits for before it is sent (see the module docstring).
 
-    ``rpm``: requests, ``tpm``: input tokens, per ``window`` seconds (``None``: no limit).
+    ``rpm``: requests, ``tpm``: input tokens, per ``window`` seconds (``None``: no limit);
+    ``on_quota`` is called with the quota each 429 names.
     """
 
     def __init__(
@@ -106,8 +125,10 @@ class Throttle:
         rpm: int | None = None,
         tpm: int | None = None,
         window: float = 60.0,
+        on_quota: Callable[[Quota], None] | None = None,
     ) -> None:
         self.gate = Gate()
+        self._on_quota = on_quota
         self.slots = AdaptiveLimit(concurrency)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         seconds = window + max(window / 60, MIN_MARGIN_S)
@@ -119,7 +140,9 @@ class Throttle:
         """Hold a slot for one call sent inside the ``async with`` block.
 
         A rate-limited failure raised from the block closes the gate for its retryDelay and
-        halves the concurrency limit; a clean exit counts as a success.
+        halves the concurrency limit; a clean exit counts as a success. Raises
+        :class:`QuotaExhausted`, without sending, once a per-day quota is spent, and in place
+        of the 429 that says so.
         """
         await self.slots.acquire()
         permit = Permit(time.monotonic(), 0)
@@ -128,16 +151,30 @@ class Throttle:
             await self.gate.wait()
             await self._take(self._rpm, 1)
             permit.reserved_tokens = await self._take_tokens(estimated_tokens)
+            self.gate.check()  # a per-day 429 may have come while this call waited
             permit.sent_at = time.monotonic()
             yield permit
             outcome = "ok"
+        except QuotaExhausted:
+            raise
         except ItemFailure as failure:
             if failure.error.type is ErrorType.RATE_LIMITED:
                 outcome = "rate_limited"
-                self.gate.close_for(max(failure.retry_after or 0.0, 1.0))
+                self._refused(failure)
             raise
         finally:
             await self.slots.release(outcome, permit.sent_at)
+
+    def _refused(self, failure: ItemFailure) -> None:
+        """After a 429: tell ``on_quota``; shut the gate for a per-day quota (raising
+        :class:`QuotaExhausted` from ``failure``), else close it for the retryDelay."""
+        quota = failure.quota
+        if quota is not None and self._on_quota is not None:
+            self._on_quota(quota)
+        if quota is not None and quota.daily:
+            self.gate.shut(quota)
+            self.gate.check()
+        self.gate.close_for(max(failure.retry_after or 0.0, 1.0))
 
     async def correct_tokens(self, permit: Permit, actual_tokens: int) -> None:
         """Charge the TPM window for tokens used beyond the estimate (from usage_metadata)."""
