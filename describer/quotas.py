@@ -53,9 +53,11 @@ class Quota:
         return self.period == "day"
 
     def describe(self) -> str:
-        """E.g. ``"10 requests per minute for gemini-2.5-flash"``."""
+        """E.g. ``"10 requests per minute for gemini-2.5-flash"`` (``"1 request"``)."""
         amount = "an unknown number of" if self.limit is None else str(self.limit)
         kind = "input tokens" if self.kind == "tokens" else "requests"
+        if self.limit == 1:
+            kind = kind[:-1]
         where = f" for {self.model}" if self.model else ""
         return f"{amount} {kind} per {self.period}{where}"
 

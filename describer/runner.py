@@ -98,7 +98,11 @@ async def _quota_line(
         again = SourceReader(config.follow_symlinks, done=sink.resume.done, media=config.media)
         total = await asyncio.to_thread(lambda: sum(1 for _ in again.iter(sources)))
         remaining = max(0, total - tally.described - tally.failed)
-    return watch.stop_line(tally.described, remaining, resumable=config.output is not None)
+    line = watch.stop_line(tally.described, remaining, resumable=config.output is not None)
+    unembedded = tally.described - tally.embedded - tally.embedding_failed
+    if config.embed and config.output is not None and unembedded > 0:
+        line += f"; {unembedded} described without an embedding: embed {config.output} adds them"
+    return line
 
 
 async def _done(results: AsyncIterator[Result], watch: QuotaWatch) -> AsyncIterator[Result]:

@@ -248,6 +248,7 @@ async def test_the_emulators_daily_429_is_googles_and_reads_as_a_day_quota(
         "requests", "day", 1, "gemini-x", "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
     )
     assert failure.retry_after == 2.0  # RetryInfo "2s": short, as Google's
+    assert failure.quota.describe() == "1 request per day for gemini-x"
     assert emulator.stats.day_limited == 1 and emulator.stats.rate_limited == 1
 
 
@@ -292,3 +293,27 @@ async def test_a_spent_daily_embedding_quota_stops_embed_file_and_a_rerun_finish
     assert await embed_main(path, config) == 0
     assert gemini_env.stats.embed_requests == 2  # only the four texts left
     assert all(r.get("embedding") for r in _records(path))
+
+
+async def test_describe_embed_stops_at_a_daily_embedding_quota_and_says_how_to_finish(
+    gemini_env: GeminiEmulator,
+    images: ImageServer,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    gemini_env.configure(embed_rpd=1)
+    out = tmp_path / "out.jsonl"
+    async with asyncio.timeout(30):
+        run = await describe_run(
+            capsys, _serve(images, 12), output=out, embed=True, embed_batch_size=2,
+            embed_dim=8, concurrency=1,
+        )  # fmt: skip
+    records = _records(out)
+    missing = [r for r in records if not r.get("embedding")]
+    assert run.code == 3 and len(records) < 12 and missing
+    assert not any(r["error"] or r.get("embedding_error") for r in records)
+    assert f"; {len(missing)} described without an embedding: embed {out} adds them" in run.stderr
+    gemini_env.reset_day()
+    gemini_env.configure(embed_rpd=None)
+    assert await embed_main(out, Config(embed_dim=8)) == 0
+    assert all(r.get("embedding") for r in _records(out))
