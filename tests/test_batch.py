@@ -253,7 +253,7 @@ async def test_media_resolution_reaches_the_request(
     folder = write_files({"a.jpg": jpeg()})
     await describe_run(capsys, [str(folder)], media_resolution="low")
     assert gemini_env.stats.images[0].generation_config == {
-        "mediaResolution": "MEDIA_RESOLUTION_LOW"
+        "mediaResolution": "MEDIA_RESOLUTION_LOW", "thinkingConfig": {"thinking_level": "LOW"},
     }
 
 

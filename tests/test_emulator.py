@@ -21,6 +21,7 @@ from google.genai import errors, types
 from PIL import Image
 
 from describer.emulator import EmulatorSettings, GeminiEmulator, ImageServer, media
+from describer.emulator.answers import THINKING_TOKENS
 from describer.emulator.media import image_tokens
 from describer.emulator.wire import MSG_BAD_IMAGE
 
@@ -74,7 +75,11 @@ async def test_jpeg_described_with_tile_token_rule(emu: GeminiEmulator,
     assert image_tokens(1000, 872) == 258 * 2 * 2
     assert usage.prompt_token_count == 258 * 2 * 2 + text_tokens
     assert usage.candidates_token_count == math.ceil(len(resp.text) / 4)
-    assert usage.total_token_count == usage.prompt_token_count + usage.candidates_token_count
+    # no thinking level named: the emulator's Gemini 3 default (MEDIUM) thinks, billed as output
+    assert usage.thoughts_token_count == THINKING_TOKENS["MEDIUM"]
+    assert usage.total_token_count == (
+        usage.prompt_token_count + usage.candidates_token_count + usage.thoughts_token_count
+    )
     assert resp.candidates and resp.candidates[0].finish_reason == types.FinishReason.STOP
     again = await describe(client, data)
     other = await describe(client, make_image(1000, 872, shade=1))
