@@ -95,19 +95,23 @@ async def load(
 async def _prepare(data: bytes, config: Config, lease: Lease | None) -> Prepared:
     """Prepare ``data`` in the prepare pool, its decoded pixels charged to ``lease`` first.
 
-    The header is read first (no decode); ``lease`` then grows by the decoded size
-    (``plan.decoded_bytes``), waiting for room, and shrinks to the bytes sent once done.
+    The header is read first (no decode): media that go as they are come back from that
+    one step. Otherwise ``lease`` grows by the decoded size (``plan.decoded_bytes``),
+    waiting for room, and shrinks to the bytes sent once done.
     """
     loop = asyncio.get_running_loop()
-    if lease is not None:
-        found = await loop.run_in_executor(PREPARE_POOL, plan, data, config.max_side, config.media)
-        if found.decoded_bytes:
-            await lease.reserve(lease.held + found.decoded_bytes)
+    if lease is None:
+        return await loop.run_in_executor(
+            PREPARE_POOL, prepare, data, config.max_side, config.media
+        )
+    found = await loop.run_in_executor(PREPARE_POOL, plan, data, config.max_side, config.media)
+    if found.ready is not None:
+        return found.ready
+    await lease.reserve(lease.held + found.decoded_bytes)
     prepared = await loop.run_in_executor(
         PREPARE_POOL, prepare, data, config.max_side, config.media
     )
-    if lease is not None:
-        await lease.shrink(max(len(data), len(prepared.data)))
+    await lease.shrink(max(len(data), len(prepared.data)))
     return prepared
 
 

@@ -72,6 +72,7 @@ class Plan:
     fmt: Format
     decode_size: tuple[int, int] | None  # width, height decoded; None: sent undecoded
     decoded_bytes: int  # bytes of pixels held at once while decoding; 0 when undecoded
+    ready: Prepared | None = None  # the bytes to send, when nothing is to be decoded
 
     @property
     def large(self) -> bool:
@@ -93,15 +94,14 @@ def prepare(
     if fmt not in RASTER:
         return _pass_media(fmt, data)
     image = _open(data)
+    if _can_pass_through(fmt, image, data, max_side):
+        return _as_it_is(fmt, image, data)
     info = Media(fmt.value, *_display_size(image), len(data))
-    if not _can_pass_through(fmt, image, data, max_side):
-        _draft(image, max_side)
-        if _area(image.size) > LARGE_PIXELS:  # the size decoded, after draft
-            with LARGE_DECODE:
-                return _reencode(image, fmt, info, max_side)
-        return _reencode(image, fmt, info, max_side)
-    _check_complete(fmt, data)
-    return Prepared(data, info)
+    _draft(image, max_side)
+    if _area(image.size) > LARGE_PIXELS:  # the size decoded, after draft
+        with LARGE_DECODE:
+            return _reencode(image, fmt, info, max_side)
+    return _reencode(image, fmt, info, max_side)
 
 
 def plan(data: bytes, max_side: int | None = None, media: frozenset[str] = IMAGES_ONLY) -> Plan:
@@ -110,21 +110,29 @@ def plan(data: bytes, max_side: int | None = None, media: frozenset[str] = IMAGE
     ``decoded_bytes`` is width x height x bytes a pixel in Pillow's memory (1 for 1-bit,
     grey and palette, 2 for 16-bit grey, 4 for the rest), at the size decoded (after a JPEG's
     ``draft``), counted once for the decoded frame, once more for an EXIF rotation and once
-    more for the 8-bit copy when the mode is converted. Raises :class:`ItemFailure` as
-    :func:`prepare` does for the header (``not_an_image``, ``unsupported_format``,
-    ``corrupt_image``, ``too_large``).
+    more for the 8-bit copy when the mode is converted. When nothing is to be decoded (media
+    that go as they are), ``ready`` already holds what :func:`prepare` would return, so the
+    file is read once. Raises :class:`ItemFailure` as :func:`prepare` does for the header
+    (``not_an_image``, ``unsupported_format``, ``corrupt_image``, ``too_large``), and for
+    media sent as they are, for their content too.
     """
     fmt = _sniff(data, media)
     if fmt not in RASTER:
-        return Plan(fmt, None, 0)
+        return Plan(fmt, None, 0, _pass_media(fmt, data))
     image = _open(data)
     if _can_pass_through(fmt, image, data, max_side):
-        return Plan(fmt, None, 0)
+        return Plan(fmt, None, 0, _as_it_is(fmt, image, data))
     mode = image.mode
     _draft(image, max_side)
     copies = [mode, *([mode] if _orientation(image) != 1 else []), _converted_mode(image)]
     area = _area(image.size)
     return Plan(fmt, image.size, sum(area * _PIXEL_BYTES.get(m, 4) for m in copies if m))
+
+
+def _as_it_is(fmt: Format, image: Image.Image, data: bytes) -> Prepared:
+    """An image Gemini takes as it is: its original bytes, once checked complete."""
+    _check_complete(fmt, data)
+    return Prepared(data, Media(fmt.value, *_display_size(image), len(data)))
 
 
 def _area(size: tuple[int, int]) -> int:

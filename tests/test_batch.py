@@ -112,16 +112,17 @@ async def test_a_bug_loading_one_item_costs_it_an_internal_error_and_the_others_
 ) -> None:
     files = {f"{i}.jpg": jpeg(seed=i) for i in range(3)}
     folder = write_files(files)
-    real_prepare = pipeline.prepare
+    real_plan = pipeline.plan
 
-    def prepare_with_a_bug(data: bytes, *args: Any) -> Any:
+    def plan_with_a_bug(data: bytes, *args: Any) -> Any:
         # Stands in for a bug in a stage (an exception no stage expects), on one item only;
-        # patching the stage is the only way to make describer have a bug on purpose.
+        # patching the stage is the only way to make describer have a bug on purpose. The
+        # prepare stage's first step (reading the header) is the one every image goes through.
         if data == files["1.jpg"]:
             raise RuntimeError("a bug on this item")
-        return real_prepare(data, *args)
+        return real_plan(data, *args)
 
-    monkeypatch.setattr(pipeline, "prepare", prepare_with_a_bug)
+    monkeypatch.setattr(pipeline, "plan", plan_with_a_bug)
     submitted, records = await _submit_and_fetch(capsys, folder, tmp_path / "out.jsonl")
     assert "2 requests in 1 job(s), 1 failed before submission" in submitted
     assert gemini_env.batch.stats.requests_per_job == [2]
