@@ -153,12 +153,17 @@ class Pipeline:
         except ItemFailure as failure:
             result = failed(source.ref, config, failure.error, prepared)
         except Exception as exc:
-            log.exception("internal error on %s", source.ref)
-            error = ItemError(ErrorType.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-            result = failed(source.ref, config, error, prepared)
+            result = failed(source.ref, config, internal_error(exc, source.ref), prepared)
         finally:
             await lease.release()
         return _redacted(result, self._connection.hidden)
+
+
+def internal_error(exc: Exception, source: str) -> ItemError:
+    """A bug met on one item, as that item's ``internal_error`` (the run goes on); its
+    traceback is logged on stderr. Call it from the ``except`` block that caught ``exc``."""
+    log.exception("internal error on %s", source)
+    return ItemError(ErrorType.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
 
 
 def failed(

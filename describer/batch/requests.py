@@ -29,7 +29,7 @@ from ..config import Config
 from ..errors import ConfigError, ItemFailure, redact
 from ..limits import ByteBudget, Lease
 from ..model import ErrorType, ItemError, Media, Prepared, Result, Source
-from ..pipeline import failed, load
+from ..pipeline import failed, internal_error, load
 from ..sources import SourceReader
 from .jobs import create_job, retried
 from .store import JobRecord, jobs_dir
@@ -119,9 +119,7 @@ async def _loaded(
         except ItemFailure as failure:
             return source, redact(failure.error, connection.hidden), lease
         except Exception as exc:
-            log.exception("internal error on %s", source.ref)
-            error = ItemError(ErrorType.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-            return source, redact(error, connection.hidden), lease
+            return source, redact(internal_error(exc, source.ref), connection.hidden), lease
 
     async for item in bounded_map(sources, one, config.in_flight):
         yield item
