@@ -27,8 +27,8 @@ from . import gemini, locks
 from .config import Config
 from .embed import Embedder, EmbedOutcome, embed_stream
 from .errors import ConfigError
-from .model import is_record
 from .quotas import Quota
+from .resume import recognised_lines
 
 #: Fewest lines read ahead of the first line not yet written (see :func:`_window`).
 MIN_WINDOW = 256
@@ -99,22 +99,15 @@ def _stop_at(quota: Quota, stop: asyncio.Event) -> None:
 
 def check_recognised(path: Path, source: IO[bytes]) -> None:
     """Refuse (:class:`ConfigError`) a file that describer did not write: one whose whole
-    lines are not all describer records, or that holds only a torn fragment. An empty file,
-    or a torn last line after records, passes. Reads ``source`` to its end."""
-    whole = 0
-    torn = False
-    for number, raw in enumerate(source, 1):
-        if not raw.endswith(b"\n"):
-            torn = True  # only the last line can lack its newline
-            break
-        whole += 1
-        if not is_record(_loads(raw)):
+    lines are not all describer records (:func:`resume.recognised_lines`), or that holds
+    only a torn fragment. An empty file, or a torn last line after records, passes. Reads
+    ``source`` to its end."""
+    advice = "embed only rewrites describer's own output, so the file is left as it was"
+    for number, (_, record) in enumerate(recognised_lines(source, path, advice)):
+        if record is None and number == 0:
             raise ConfigError(
-                f"{path}: line {number} is not a describer record; embed only rewrites "
-                "describer's own output, so the file is left as it was"
+                f"{path} holds only a torn line, not a describer record; left as it was"
             )
-    if torn and not whole:
-        raise ConfigError(f"{path} holds only a torn line, not a describer record; left as it was")
 
 
 async def _rewrite(

@@ -10,6 +10,7 @@ touched. A torn last line (a run killed mid-write) is dropped only in a file rec
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,6 +40,10 @@ class Resume:
     other_settings: bool = False
 
 
+#: What the refusal of ``-o FILE`` tells the user to do.
+OUTPUT_ADVICE = "describer does not write into files it did not write: choose another -o"
+
+
 def scan(handle: BinaryIO, path: Path, model: str = "", prompt: str = "") -> Resume:
     """Read the records of an open output file. Nothing is written.
 
@@ -46,27 +51,37 @@ def scan(handle: BinaryIO, path: Path, model: str = "", prompt: str = "") -> Res
     one unterminated line that is not a torn record.
     """
     resume = Resume()
-    for number, line in enumerate(handle, start=1):
-        if not line.endswith(b"\n"):
-            _check_torn(line, path, recognised=number > 1)
+    for line, record in recognised_lines(handle, path, OUTPUT_ADVICE):
+        if record is None:
+            _check_torn(line, path, recognised=resume.kept_bytes > 0)
             resume.torn = True
             break
-        _remember(resume, _record(line, path, number), model, prompt)
+        _remember(resume, record, model, prompt)
         resume.kept_bytes += len(line)
     return resume
 
 
-def _record(line: bytes, path: Path, number: int) -> dict[str, Any]:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        record = None
-    if not is_record(record):
-        raise ConfigError(
-            f"{path} is not a describer output (line {number} is not a describer record); "
-            "describer does not write into files it did not write: choose another -o"
-        )
-    return record  # type: ignore[return-value]
+def recognised_lines(
+    handle: BinaryIO, path: Path, advice: str
+) -> Iterator[tuple[bytes, dict[str, Any] | None]]:
+    """Each line of a describer output with its record, in order: every whole line must be a
+    describer record (``model.is_record``), else :class:`ConfigError` naming the line, with
+    ``advice`` (what the user can do); a last line without a newline (torn) comes with None.
+    The one definition of a describer output, shared by resume and ``embed FILE``."""
+    for number, line in enumerate(handle, start=1):
+        if not line.endswith(b"\n"):
+            yield line, None  # only the last line can lack its newline
+            return
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not is_record(record):
+            raise ConfigError(
+                f"{path} is not a describer output (line {number} is not a describer record); "
+                f"{advice}"
+            )
+        yield line, record
 
 
 def _check_torn(line: bytes, path: Path, recognised: bool) -> None:
@@ -81,7 +96,7 @@ def _check_torn(line: bytes, path: Path, recognised: bool) -> None:
     if complete or not line.startswith(RECORD_PREFIX):
         raise ConfigError(
             f"{path} is not a describer output (it is not JSON lines of describer records); "
-            "describer does not write into files it did not write: choose another -o"
+            f"{OUTPUT_ADVICE}"
         )
 
 
