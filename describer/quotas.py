@@ -116,13 +116,20 @@ def _error(error_body: Any) -> dict[str, Any]:
     return error if isinstance(error, dict) else {}
 
 
+def error_details(error_body: Any, kind: str) -> list[dict[str, Any]]:
+    """The ``details`` entries of a Google error body (``APIError.details``: ``{"error":
+    {"details": [...]}}``) whose ``@type`` ends with ``kind``, e.g. ``"RetryInfo"``."""
+    details = _error(error_body).get("details")
+    return [
+        detail for detail in (details if isinstance(details, list) else [])
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith(kind)
+    ]  # fmt: skip
+
+
 def _violations(error: dict[str, Any]) -> list[dict[str, Any]]:
-    details = error.get("details")
     out: list[dict[str, Any]] = []
-    for detail in details if isinstance(details, list) else []:
-        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("QuotaFailure"):
-            violations = detail.get("violations")
-            out += [v for v in violations or [] if isinstance(v, dict)]
+    for detail in error_details(error, "QuotaFailure"):
+        out += [v for v in detail.get("violations") or [] if isinstance(v, dict)]
     return out
 
 

@@ -13,7 +13,7 @@ from google.genai import errors
 
 from ..errors import ItemFailure
 from ..model import ErrorType
-from ..quotas import message_retry_delay, spent
+from ..quotas import error_details, message_retry_delay, spent
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 #: What google-genai 3.4.0 raises for an HTTP 200 whose body is not JSON: generate_content
@@ -80,11 +80,8 @@ def retry_delay(error_body: Any) -> float | None:
 
     ``error_body`` is the SDK's ``APIError.details``: ``{"error": {"details": [...]}}``.
     """
-    error = error_body.get("error", error_body) if isinstance(error_body, dict) else {}
-    details = error.get("details") if isinstance(error, dict) else None
-    for detail in details if isinstance(details, list) else []:
-        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):
-            match = _DURATION.match(str(detail.get("retryDelay", "")))
-            if match:
-                return float(match.group(1))
+    for detail in error_details(error_body, "RetryInfo"):
+        match = _DURATION.match(str(detail.get("retryDelay", "")))
+        if match:
+            return float(match.group(1))
     return None
