@@ -142,8 +142,9 @@ class BatchStats:
 
     def reset(self) -> None:
         """Zero every counter in place."""
+        fresh = BatchStats()
         for f in dataclasses.fields(self):
-            setattr(self, f.name, getattr(BatchStats(), f.name))
+            setattr(self, f.name, getattr(fresh, f.name))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
