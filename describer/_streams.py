@@ -128,10 +128,11 @@ class _BoundedMap(Generic[S, R]):
         self._slots = asyncio.Semaphore(limit)
         self._results: Channel[R] = Channel()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reading = True  # the feeder is still reading items (not yet waiting for them)
 
     async def run(self, items: Iterator[S], stop: asyncio.Event | None) -> AsyncIterator[R]:
         feeder = asyncio.create_task(self._feed(items))
-        watcher = asyncio.create_task(_cancel_when_set(stop, feeder)) if stop else None
+        watcher = asyncio.create_task(self._stop_reading(stop, feeder)) if stop else None
         try:
             async for result in self._results:
                 yield result
@@ -153,6 +154,7 @@ class _BoundedMap(Generic[S, R]):
         except asyncio.CancelledError:
             pass  # stopped: no new items; those in flight still finish
         finally:
+            self._reading = False
             if self._tasks:
                 await asyncio.wait(set(self._tasks))
             self._results.close_nowait()
@@ -166,9 +168,13 @@ class _BoundedMap(Generic[S, R]):
         self._results.put_nowait(result)
 
 
-async def _cancel_when_set(event: asyncio.Event, task: asyncio.Task[None]) -> None:
-    await event.wait()
-    task.cancel()
+    async def _stop_reading(self, stop: asyncio.Event, feeder: asyncio.Task[None]) -> None:
+        """Once ``stop`` is set, cancel ``feeder`` if it is still reading items. Once it
+        waits for the items in flight it is left alone: cancelled there, it would never
+        end the results, and the consumer would wait for ever."""
+        await stop.wait()
+        if self._reading:
+            feeder.cancel()
 
 
 class Batcher(Generic[T]):

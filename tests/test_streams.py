@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 
@@ -32,3 +33,26 @@ async def test_failing_items_do_not_leak_their_slots() -> None:
         async with asyncio.timeout(10):  # before the fix: every slot leaked, a hang
             async for _ in bounded_map(iter(range(10)), process, limit=2):
                 pass
+
+
+async def test_a_stop_set_after_the_last_item_was_read_still_ends_the_stream() -> None:
+    # A quota stop can come while the last items are at the model, after every source was
+    # read: the stream must still end once they are done (it used to wait for ever).
+    read_all = asyncio.Event()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def items() -> Iterator[int]:
+        yield 1
+        loop.call_soon_threadsafe(read_all.set)  # the reader thread found the end
+
+    async def process(item: int) -> int:
+        await read_all.wait()
+        stop.set()
+        for _ in range(5):  # let the stop be seen while this item is still in flight
+            await asyncio.sleep(0)
+        return item
+
+    async with asyncio.timeout(10):  # a bound on a hang, not a measurement
+        got = [result async for result in bounded_map(items(), process, limit=2, stop=stop)]
+    assert got == [1]
