@@ -7,6 +7,11 @@ from pathlib import Path
 
 from .errors import ConfigError
 
+#: Longest time, in seconds, one model call may keep meeting 429s (from its first) before
+#: the run stops at that quota (``--max-quota-wait``; see describer.retries). A per-minute
+#: quota frees within a minute or two, so a quarter of an hour of refusals means a quota
+#: that will not come back this run (a per-day quota whose 429 does not say so, say).
+DEFAULT_MAX_QUOTA_WAIT = 900.0
 #: Default model: the newest stable Gemini Flash model, and the cheapest Flash per token
 #: (ai.google.dev/gemini-api/docs/models and .../pricing, read 2026-11). Override with
 #: ``--model`` or ``DESCRIBER_MODEL``.
@@ -81,7 +86,8 @@ class Config:
     quota_window: float = 60.0  # seconds over which --rpm/--tpm are counted (Gemini: a minute)
 
     # Retries and the connection to Gemini
-    max_attempts: int = 5  # tries per download and per model call
+    max_attempts: int = 5  # tries per download and per model call (429s not counted)
+    max_quota_wait: float = DEFAULT_MAX_QUOTA_WAIT  # seconds of 429s one call may meet
     retry_wait: float = 1.0  # first backoff in seconds; doubles per attempt, capped at 60
     request_timeout: float = 180.0
     base_url: str | None = None
@@ -121,6 +127,7 @@ class Config:
             (self.tpm is None or self.tpm >= 1, "--tpm must be at least 1"),
             (self.quota_window > 0, "quota_window must be positive"),
             (self.max_attempts >= 1, "--max-attempts must be at least 1"),
+            (self.max_quota_wait > 0, "--max-quota-wait must be positive"),
             (self.retry_wait >= 0, "--retry-wait must be 0 or more"),
             (1 <= self.embed_batch_size <= 100, "--embed-batch-size must be 1..100 (API limit)"),
             (self.embed_timeout >= 0, "--embed-timeout must be 0 or more"),

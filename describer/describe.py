@@ -15,9 +15,9 @@ from . import gemini
 from .config import Config
 from .errors import ItemFailure, QuotaExhausted
 from .limits import Throttle, estimate_tokens
-from .model import Answer, Prepared
+from .model import Answer, ErrorType, Prepared
 from .quotas import Quota
-from .retries import retrying
+from .retries import model_retrying
 
 if TYPE_CHECKING:
     from google import genai
@@ -43,22 +43,27 @@ class Describer:
         self._text = config.prompt + (config.system_instruction or "")
 
     async def answer(self, prepared: Prepared) -> Answer:
-        """The model's answer for one item, with the number of calls it took. A call that
-        still fails after ``max_attempts`` comes back as :meth:`Answer.failed`; raises
-        :class:`QuotaExhausted` once a per-day quota is spent (the item is not done), and
-        :class:`ItemFailure` when media over the inline limit cannot be uploaded."""
+        """The model's answer for one item, with the number of calls it took (429s
+        included). A call that still fails after ``max_attempts`` (429s not counted) comes
+        back as :meth:`Answer.failed`. Raises :class:`QuotaExhausted` when a quota stops the
+        run (a per-day quota spent, a quota of 0, 429s for longer than ``max_quota_wait``):
+        the item is not done. Raises :class:`ItemFailure` when media over the inline limit
+        cannot be uploaded."""
         config = self._config
         estimate = estimate_tokens(prepared.media, self._text, config.media_resolution)
+        policy = model_retrying(config.max_attempts, config.retry_wait, config.max_quota_wait)
         async with gemini.media_part(self._client, prepared, config) as part:
             attempts = 0
             try:
-                async for attempt in retrying(config.max_attempts, config.retry_wait):
+                async for attempt in policy:
                     with attempt:
                         attempts = attempt.retry_state.attempt_number
                         return replace(await self._call(part, estimate), attempts=attempts)
             except QuotaExhausted:
                 raise
             except ItemFailure as failure:
+                if failure.error.type is ErrorType.RATE_LIMITED:
+                    raise self._throttle.give_up(failure, config.max_quota_wait) from None
                 return Answer.failed(failure.error, attempts)
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
@@ -67,5 +72,5 @@ class Describer:
         async with self._throttle.permit(estimate) as permit:
             answer = await gemini.generate(self._client, part, self._config, self._settings)
         if answer.usage is not None:
-            await self._throttle.correct_tokens(permit, answer.usage.input_tokens)
+            self._throttle.correct_tokens(permit, answer.usage.input_tokens)
         return answer

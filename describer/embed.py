@@ -19,9 +19,9 @@ from ._streams import Batcher, Channel
 from .config import Config
 from .errors import ItemFailure, QuotaExhausted, redact
 from .limits import Throttle
-from .model import ItemError, Result
+from .model import ErrorType, ItemError, Result
 from .quotas import Quota
-from .retries import retrying
+from .retries import model_retrying
 
 T = TypeVar("T")
 Vector = list[float]
@@ -61,8 +61,13 @@ class Embedder:
 
     @property
     def spent(self) -> Quota | None:
-        """The per-day quota that stopped the embedding calls, if one did."""
+        """The quota that stopped the embedding calls, if one did."""
         return self._throttle.gate.spent
+
+    @property
+    def stop_reason(self) -> str:
+        """Why that quota stopped them (``"daily quota spent: ..."``), or ``""``."""
+        return self._throttle.gate.reason
 
     async def embed(
         self, texts: list[str], task_type: str = "RETRIEVAL_DOCUMENT", dim: int | None = None
@@ -71,13 +76,21 @@ class Embedder:
         model's). At most 100 texts (Gemini's batchEmbedContents limit). Raises
         :class:`ItemFailure` once retries are spent."""
         config = self._config
-        async for attempt in retrying(config.max_attempts, config.retry_wait):
-            with attempt:
-                async with self._throttle.permit(0):
-                    return await gemini.embed(
-                        self._connection.client, self.model, texts, task_type,
-                        dim or config.embed_dim,
-                    )  # fmt: skip
+        policy = model_retrying(config.max_attempts, config.retry_wait, config.max_quota_wait)
+        try:
+            async for attempt in policy:
+                with attempt:
+                    async with self._throttle.permit(0):
+                        return await gemini.embed(
+                            self._connection.client, self.model, texts, task_type,
+                            dim or config.embed_dim,
+                        )  # fmt: skip
+        except QuotaExhausted:
+            raise
+        except ItemFailure as failure:
+            if failure.error.type is not ErrorType.RATE_LIMITED:
+                raise
+            raise self._throttle.give_up(failure, config.max_quota_wait) from None
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     async def outcomes(self, texts: list[str]) -> list[EmbedOutcome]:

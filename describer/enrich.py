@@ -47,13 +47,15 @@ class Line:
 @dataclass
 class EnrichReport:
     """What ``embed FILE`` did: lines seen, vectors added, embeddings that failed, and the
-    per-day ``quota`` that stopped it (its lines without a vector are left as they were)."""
+    ``quota`` that stopped it (its lines without a vector are left as they were) and why
+    (``quota_reason``, e.g. ``"daily quota spent: ..."``)."""
 
     lines: int = 0
     embedded: int = 0
     failed: int = 0
     already: int = 0
     quota: Quota | None = None
+    quota_reason: str = ""
 
 
 def needs_embedding(record: object) -> bool:
@@ -87,7 +89,7 @@ async def embed_file(path: Path, config: Config, stop: asyncio.Event | None = No
         async with gemini.connect(config) as connection:
             embedder = Embedder(connection, config, lambda quota: _stop_at(quota, stop))
             report = await _rewrite(path, source, embedder, config, stop)
-            report.quota = embedder.spent
+            report.quota, report.quota_reason = embedder.spent, embedder.stop_reason
             return report
 
 

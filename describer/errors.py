@@ -44,12 +44,14 @@ class ItemFailure(Exception):
 
 
 class QuotaExhausted(ItemFailure):
-    """A per-day quota is spent: nothing more is sent this run. The item is not done (no
-    record is written; a rerun after midnight Pacific does it), and it is not retried."""
+    """A quota stopped the run: a per-day quota is spent, the quota is 0, or calls were
+    refused for longer than ``--max-quota-wait``. Nothing more is sent this run; the item is
+    not done (no record is written; a rerun does it), and it is not retried. ``message``
+    says which of these it was."""
 
     def __init__(self, quota: Quota, message: str) -> None:
         super().__init__(ErrorType.RATE_LIMITED, message, quota=quota)
-        self.daily = quota
+        self.stop_quota = quota
 
 
 class ConfigError(Exception):

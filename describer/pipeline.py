@@ -148,7 +148,7 @@ class Pipeline:
             )
         except QuotaExhausted as spent:
             if self._watch is not None:
-                self._watch.exhausted(spent.daily, source.ref)
+                self._watch.exhausted(spent, source.ref)
             result = failed(source.ref, config, spent.error, prepared)
         except ItemFailure as failure:
             result = failed(source.ref, config, failure.error, prepared)

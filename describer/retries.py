@@ -1,19 +1,24 @@
-"""Retry policy shared by downloads and model calls (tenacity).
+"""Retry policies (tenacity): one for downloads, one for model calls.
 
 Transient failures (an :class:`ItemFailure` with ``retryable``: 408, 429, 5xx, timeouts,
 connection errors) are retried with exponential backoff and full jitter, never sooner than
-the server asked (``retry_after``), up to ``max_attempts`` tries in all.
+the server asked (``retry_after``), up to ``max_attempts`` tries in all. For model calls
+(:func:`model_retrying`) a 429 is not a failure of the call but a quota still moving: it
+uses up no attempt, and the throttle does the waiting; only ``max_quota_wait`` bounds it.
 """
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
-from .errors import ItemFailure
+from .errors import ItemFailure, QuotaExhausted
+from .model import ErrorType
 
 T = TypeVar("T")
 #: Longest backoff between two attempts, in seconds (a server's retry_after may exceed it).
@@ -62,3 +67,57 @@ async def call_with_retries(
         with attempt:
             return await call()
     raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+
+def model_retrying(
+    max_attempts: int,
+    first_wait: float,
+    max_quota_wait: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncRetrying:
+    """The policy for one model call: ``async for attempt in model_retrying(...)``.
+
+    A 429 (``rate_limited``) uses up none of the ``max_attempts`` and is retried at once:
+    the throttle's gate and pacers do the waiting. It is re-raised when ``max_quota_wait``
+    seconds have passed since this call's first 429, or would pass in the delay it asks for
+    (then :meth:`~describer.limits.Throttle.give_up` stops the run). Other retryable
+    failures count against ``max_attempts`` and back off as in :func:`retrying`, by the
+    number of them so far. ``clock``: seconds.
+    """
+    failures = 0
+    first_refusal: float | None = None
+
+    def stop(state: RetryCallState) -> bool:
+        nonlocal failures, first_refusal
+        failure = state.outcome.exception() if state.outcome else None
+        if not _refused(failure):
+            failures += 1
+            return failures >= max_attempts
+        assert isinstance(failure, ItemFailure)
+        now = clock()
+        first_refusal = now if first_refusal is None else first_refusal
+        return now - first_refusal + (failure.retry_after or 0.0) >= max_quota_wait
+
+    def wait(state: RetryCallState) -> float:
+        failure = state.outcome.exception() if state.outcome else None
+        if _refused(failure):
+            return 0.0
+        asked = failure.retry_after if isinstance(failure, ItemFailure) else None
+        backoff = random.uniform(0, min(MAX_BACKOFF, first_wait * 2 ** max(failures - 1, 0)))
+        return max(backoff, asked or 0.0)
+
+    return AsyncRetrying(
+        stop=stop,
+        wait=wait,
+        retry=retry_if_exception(lambda exc: isinstance(exc, ItemFailure) and exc.retryable),
+        reraise=True,
+    )
+
+
+def _refused(failure: BaseException | None) -> bool:
+    """A 429 (not a stop at a spent quota)."""
+    return (
+        isinstance(failure, ItemFailure)
+        and not isinstance(failure, QuotaExhausted)
+        and failure.error.type is ErrorType.RATE_LIMITED
+    )

@@ -33,7 +33,7 @@ class RunReport:
     sources: SourceStats
     interrupted: bool
     output_error: str | None = None  # the output could not take a record: the run stopped
-    quota_stop: str | None = None  # a per-day quota stopped the run: the line that says so
+    quota_stop: str | None = None  # a quota stopped the run: the line that says so
 
     @property
     def all_ok(self) -> bool:
@@ -91,7 +91,7 @@ async def _quota_line(
     """The stop line when a per-day quota stopped the run (None otherwise). The sources
     still without a record are counted by reading the sources again (not stdin: it is read
     once, so then the count is not known)."""
-    if watch.daily is None:
+    if watch.stopped is None:
         return None
     remaining = None
     if "-" not in sources:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from describer import Config
 from describer.cli.commands import embed_main
 from describer.emulator import GeminiEmulator, ImageServer
 from describer.gemini.failures import api_failure
+from describer.limits.watch import QuotaWatch
 from describer.quotas import UNKNOWN, Quota, quotas, until_reset
 
 METRIC_PREFIX = "generativelanguage.googleapis.com/"
@@ -209,18 +211,67 @@ async def test_without_an_output_file_the_stop_line_says_how_to_make_a_rerun_res
     assert "2 described, 3 remain" in stop[0]
 
 
-async def test_a_per_minute_quota_is_learned_once_however_many_429s_tell_it(
+async def test_a_quota_that_refuses_past_max_quota_wait_stops_the_run_and_loses_nothing(
+    gemini_env: GeminiEmulator,
+    images: ImageServer,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    # A daily quota whose 429s say nothing: it reads as a per-minute quota of unknown limit,
+    # so only --max-quota-wait keeps the run from waiting on it for ever.
+    gemini_env.configure(rpd=5, bare_429=True)
+    urls, out = _serve(images, 12), tmp_path / "out.jsonl"
+    options = {"output": out, "concurrency": 2, "max_quota_wait": 2.0, "max_attempts": 1}
+    async with asyncio.timeout(30):
+        first = await describe_run(capsys, urls, **options)
+    assert first.code == 3
+    records = _records(out)
+    assert len(records) == 5 and all(r["error"] is None for r in records)  # none failed
+    stop = [line for line in first.stderr.splitlines() if "stopped:" in line]
+    assert stop == [
+        "describer: stopped: calls were refused for 2 s by a quota (an unknown "
+        "number of requests per minute; --max-quota-wait 2 s); 5 described, 7 remain; "
+        "rerun the same command to continue"
+    ]
+
+    gemini_env.reset_day()
+    gemini_env.reset_stats()
+    gemini_env.configure(rpd=None)
+    second = await describe_run(capsys, urls, **options)
+    assert second.code == 0 and gemini_env.stats.generate_requests == 7
+    assert sorted(r["source"] for r in _records(out)) == sorted(urls)
+
+
+async def test_a_per_minute_quota_is_learned_from_its_first_429_and_paced_to(
     gemini_env: GeminiEmulator,
     images: ImageServer,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    # 2 requests per 0.5 s window standing in for Gemini's minute, on both sides; no --rpm.
     gemini_env.configure(rpm=2, quota_window=0.5)
     out = await describe_run(
-        capsys, _serve(images, 8), concurrency=4, max_attempts=10, retry_wait=0.01
+        capsys, _serve(images, 8), concurrency=4, max_attempts=1, quota_window=0.5
     )
-    assert out.code == 0 and gemini_env.stats.rate_limited >= 2
-    assert out.stderr.count("learned quota") == 1
-    assert "describer: learned quota: 2 requests per minute for " in out.stderr
+    assert out.code == 0 and len(out.records) == 8
+    assert gemini_env.stats.rate_limited == 1  # the first 429 taught the limit; none after
+    line = "describer: learned quota: 2 requests per minute for gemini-3.8-flash; pacing calls"
+    assert out.stderr.count("learned quota") == 1 and line in out.stderr
+    times = sorted(gemini_env.stats.request_times)
+    admitted_gaps = [b - a for a, b in itertools.pairwise(times[3:])]
+    assert min(admitted_gaps) >= 0.25  # paced: one request per 0.5 s / 2, none bunched
+
+
+def test_each_quota_is_told_once() -> None:
+    lines: list[str] = []
+    watch = QuotaWatch(lines.append, asyncio.Event())
+    quota = Quota("requests", "minute", 10, "gemini-x", "GenerateRequestsPerMinute")
+    for _ in range(3):
+        watch.learned(quota)
+    watch.learned(Quota("tokens", "minute", 1000, "gemini-x"))
+    assert lines == [
+        "describer: learned quota: 10 requests per minute for gemini-x; pacing calls to it",
+        "describer: learned quota: 1000 input tokens per minute for gemini-x; pacing calls to it",
+    ]
 
 
 async def _refused(emu: GeminiEmulator) -> errors.ClientError:

@@ -137,7 +137,8 @@ async def embed_main(file: Path, config: Config) -> int:
             say(f"describer: interrupted: {file} left as it was")
             return EXIT_INTERRUPTED
     if report.quota is not None:
-        say(stop_line(report.quota, f"{report.embedded} embedded", None, resumable=True))
+        done = f"{report.embedded} embedded"
+        say(stop_line(report.quota, done, None, resumable=True, reason=report.quota_reason))
     say(f"describer: {file}: {report.embedded} embedded, {report.failed} failed, "
         f"{report.already} already had one, {report.lines} lines")  # fmt: skip
     if report.quota is not None:

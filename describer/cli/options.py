@@ -12,6 +12,7 @@ import click
 from ..config import (
     DEFAULT_EMBED_MODEL,
     DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_QUOTA_WAIT,
     DEFAULT_MODEL,
     DEFAULT_PROMPT,
     DEFAULT_THINKING,
@@ -110,7 +111,12 @@ connection_options = options(
     click.option("--base-url",
                  help="Gemini endpoint (default: GOOGLE_GEMINI_BASE_URL, else Google's)."),
     click.option("--max-attempts", type=click.IntRange(min=1), default=5, show_default=True,
-                 help="Tries per download and per model call (408, 429, 5xx, timeouts)."),
+                 help="Tries per download and per model call (408, 5xx, timeouts; a model "
+                      "call's 429s are waited out and not counted)."),
+    click.option("--max-quota-wait", type=click.FloatRange(min=0, min_open=True),
+                 default=DEFAULT_MAX_QUOTA_WAIT, show_default=True,
+                 help="Seconds of 429s one model call may meet before the run stops at that "
+                      "quota (exit 3; rerun to continue)."),
     click.option("--retry-wait", type=click.FloatRange(min=0), default=1.0, show_default=True,
                  help="First backoff in seconds; doubles per try (jittered, at most 60)."),
     click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=180.0,

@@ -1,12 +1,15 @@
-"""Client-side pacing of model calls: quotas, a shared 429 gate, adaptive concurrency.
+"""Client-side pacing of model calls: quotas given or learned, a shared 429 gate, adaptive
+concurrency.
 
-Every call waits, in order, for: a concurrency slot (adaptive: halved after a 429, grown
-back by one per window of successes), the shared gate (closed for a 429's ``retryDelay``
-so the whole run pauses, not each worker in turn), and the ``--rpm``/``--tpm`` moving
-windows. Gemini counts RPM and TPM (input tokens) per minute: "if your RPM limit is 20,
-sending 21 requests within a minute" fails (ai.google.dev/gemini-api/docs/rate-limits). A
-moving window a little longer on this side (61 s for Gemini's minute) keeps a run inside such
-a quota even when network delays bunch its requests up a little.
+Every call waits, in order, for: a concurrency slot (adaptive: halved after a 429, grown back
+by one per window of successes), the shared gate (closed after a 429 so the whole run pauses,
+not each worker in turn), and the request and token pacers (:mod:`.pacing`), which space calls
+evenly at the lowest of: ``--rpm``/``--tpm``, a quota Gemini named in a 429 (its
+``quotaValue``: "learned"), and, for 429s that name no limit, the rate the
+:class:`~.pacing.RateProbe` finds. Gemini counts RPM and TPM (input tokens) per minute
+(ai.google.dev/gemini-api/docs/rate-limits); pacing over a window a little longer on this side
+(61 s for Gemini's minute) keeps a run inside such a quota even when network delays bunch its
+requests up a little.
 """
 
 from __future__ import annotations
@@ -20,20 +23,21 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-# ``limits`` here is the third-party library (alisaifee/limits), not this package.
-from limits import RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
-
 from ..errors import ItemFailure, QuotaExhausted
 from ..model import ErrorType
-from ..quotas import Quota
+from ..quotas import UNKNOWN, Quota
+from .pacing import Pacer, RateProbe, start_gap
 
 #: The client-side window is longer than the quota's by 1/60 of it (61 s for a minute), and by
 #: at least this many seconds: margin for requests bunched up by network and encoding delays.
 MIN_MARGIN_S = 0.25
-#: TPM is counted in units of this many tokens, so the moving window stays small.
-TOKEN_UNIT = 100
+#: Shortest pause of the shared gate after a 429 that gives a retryDelay, in seconds.
+MIN_PAUSE_S = 1.0
+#: After a 429 without a retryDelay the gate pauses 1 s, doubling (with jitter) for each
+#: further such 429 until a call succeeds, up to 60 s: exponential backoff with jitter, the
+#: usual advice for a Gemini 429 that says nothing more.
+BARE_PAUSE_S = 1.0
+MAX_BARE_PAUSE_S = 60.0
 
 
 @dataclass
@@ -45,38 +49,75 @@ class Permit:
 
 
 class Gate:
-    """A shared pause: after a 429 nobody sends until ``retryDelay`` has passed."""
+    """A shared pause: after a 429 nobody sends until it is over.
+
+    A 429 with a ``retryDelay`` pauses for that delay (at least ``MIN_PAUSE_S``); one without
+    pauses ``BARE_PAUSE_S``, doubling (half to full, at random) for each further one until a
+    call succeeds, up to ``MAX_BARE_PAUSE_S``. Refusals of calls sent before the current pause
+    began belong to the same burst and do not double it. A spent quota shuts the gate for good.
+    """
 
     def __init__(self) -> None:
         self._until = 0.0
         self._shut = asyncio.Event()
-        self.spent: Quota | None = None  # the per-day quota that shut the gate
+        self._streak = 0  # 429s without a retryDelay since the last success
+        self._paused_at = -1.0
+        self.spent: Quota | None = None  # the quota that shut the gate
+        self.reason = ""  # why it was shut, e.g. "daily quota spent: ..."
 
     def close_for(self, seconds: float) -> None:
         """Pause new requests for ``seconds`` from now (never shortens a pause)."""
         self._until = max(self._until, time.monotonic() + seconds)
 
-    def shut(self, quota: Quota) -> None:
-        """Close for good (a per-day ``quota`` is spent); waiters wake and fail."""
-        self.spent = self.spent or quota
+    def refused(self, retry_after: float | None, sent_at: float) -> None:
+        """A call sent at ``sent_at`` met a 429 asking for ``retry_after`` seconds (None:
+        no delay given): pause as the class docstring says."""
+        if retry_after is not None:
+            self.close_for(max(retry_after, MIN_PAUSE_S))
+            return
+        if sent_at > self._paused_at:
+            self._streak += 1
+            self._paused_at = time.monotonic()
+        pause = min(MAX_BARE_PAUSE_S, BARE_PAUSE_S * 2 ** (self._streak - 1))
+        self.close_for(pause * random.uniform(0.5, 1.0))
+
+    def succeeded(self) -> None:
+        """A call went through: the next 429 without a delay pauses ``BARE_PAUSE_S`` again."""
+        self._streak = 0
+
+    def shut(self, quota: Quota, reason: str) -> None:
+        """Close for good (``quota`` stops the run, ``reason`` says how); waiters wake and
+        raise :class:`QuotaExhausted`."""
+        if self.spent is None:
+            self.spent, self.reason = quota, reason
         self._shut.set()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether a call may go now (not shut, no pause under way)."""
+        return self.spent is None and time.monotonic() >= self._until
 
     def check(self) -> None:
         """Raise :class:`QuotaExhausted` once the gate is shut."""
         if self.spent is not None:
-            raise QuotaExhausted(self.spent, f"daily quota spent: {self.spent.describe()}")
+            raise QuotaExhausted(self.spent, self.reason)
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``; raise :class:`QuotaExhausted` at once if the gate is shut."""
+        self.check()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._shut.wait(), seconds)
+        self.check()
 
     async def wait(self) -> None:
         """Return once the gate is open, plus a little jitter so callers do not stampede;
         raise :class:`QuotaExhausted` when it is shut meanwhile."""
         waited = False
         while (remaining := self._until - time.monotonic()) > 0:
-            self.check()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._shut.wait(), remaining)
+            await self.sleep(remaining)
             waited = True
         if waited:
-            await asyncio.sleep(random.uniform(0, 0.2))
+            await self.sleep(random.uniform(0, 0.2))
         self.check()
 
 
@@ -115,8 +156,10 @@ class AdaptiveLimit:
 class Throttle:
     """All that a model call waits for before it is sent (see the module docstring).
 
-    ``rpm``: requests, ``tpm``: input tokens, per ``window`` seconds (``None``: no limit);
-    ``on_quota`` is called with the quota each 429 names.
+    ``concurrency``: calls at once (at most); ``rpm``: requests, ``tpm``: input tokens, per
+    ``window`` seconds given by the user (``None``: none given); ``on_quota`` is called with
+    the quota each 429 names. ``learned_rpm``/``learned_tpm`` hold the lowest per-minute
+    limits Gemini named.
     """
 
     def __init__(
@@ -128,90 +171,122 @@ class Throttle:
         on_quota: Callable[[Quota], None] | None = None,
     ) -> None:
         self.gate = Gate()
-        self._on_quota = on_quota
         self.slots = AdaptiveLimit(concurrency)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        seconds = window + max(window / 60, MIN_MARGIN_S)
-        self._rpm = _PerWindow("rpm", rpm, seconds) if rpm else None
-        self._tpm = _PerWindow("tpm", max(1, tpm // TOKEN_UNIT), seconds) if tpm else None
+        self.learned_rpm: float | None = None
+        self.learned_tpm: float | None = None
+        self._on_quota = on_quota
+        self._concurrency = concurrency
+        self._rpm, self._tpm = rpm, tpm
+        self._paced_over = window + max(window / 60, MIN_MARGIN_S)
+        self._probe = RateProbe(window)
+        self._requests, self._tokens = Pacer(), Pacer()
+        self._sent = 0
+
+    @property
+    def rpm(self) -> float | None:
+        """Requests per window the calls are paced to now (None: not paced)."""
+        return _lowest(self._rpm, self.learned_rpm, self._probe.rpm)
+
+    @property
+    def tpm(self) -> float | None:
+        """Input tokens per window the calls are paced to now (None: not paced)."""
+        return _lowest(self._tpm, self.learned_tpm)
 
     @asynccontextmanager
     async def permit(self, estimated_tokens: int) -> AsyncIterator[Permit]:
         """Hold a slot for one call sent inside the ``async with`` block.
 
-        A rate-limited failure raised from the block closes the gate for its retryDelay and
-        halves the concurrency limit; a clean exit counts as a success. Raises
-        :class:`QuotaExhausted`, without sending, once a per-day quota is spent, and in place
-        of the 429 that says so.
+        A rate-limited failure raised from the block pauses the gate, halves the concurrency
+        limit and teaches the pacers what the 429 says; a clean exit counts as a success.
+        Raises :class:`QuotaExhausted`, without sending, once a quota stopped the run, and
+        in place of a 429 for a per-day quota or a quota of 0.
         """
         await self.slots.acquire()
-        permit = Permit(time.monotonic(), 0)
+        permit = Permit(time.monotonic(), estimated_tokens)
         outcome = "other"
         try:
-            await self.gate.wait()
-            await self._take(self._rpm, 1)
-            permit.reserved_tokens = await self._take_tokens(estimated_tokens)
-            self.gate.check()  # a per-day 429 may have come while this call waited
+            await self._turn(estimated_tokens)
             permit.sent_at = time.monotonic()
+            self._sent += 1
+            self._probe.sent()
             yield permit
             outcome = "ok"
+            self._probe.succeeded()
+            self.gate.succeeded()
         except QuotaExhausted:
             raise
         except ItemFailure as failure:
             if failure.error.type is ErrorType.RATE_LIMITED:
                 outcome = "rate_limited"
-                self._refused(failure)
+                self._refused(failure, permit.sent_at)
             raise
         finally:
             await self.slots.release(outcome, permit.sent_at)
 
-    def _refused(self, failure: ItemFailure) -> None:
-        """After a 429: tell ``on_quota``; shut the gate for a per-day quota (raising
-        :class:`QuotaExhausted` from ``failure``), else close it for the retryDelay."""
+    def stop(self, quota: Quota, reason: str) -> None:
+        """Stop the run at ``quota``: nothing more is sent; waiting calls raise
+        :class:`QuotaExhausted` with ``reason``."""
+        self.gate.shut(quota, reason)
+
+    def give_up(self, failure: ItemFailure, max_quota_wait: float) -> QuotaExhausted:
+        """Stop the run at the quota of a call whose 429s outlasted ``max_quota_wait``
+        seconds; the stop to raise in place of ``failure``."""
+        quota = failure.quota or UNKNOWN
+        span = f"{max_quota_wait / 60:g} min" if max_quota_wait >= 60 else f"{max_quota_wait:g} s"
+        reason = (
+            f"calls were refused for {span} by a quota "
+            f"({quota.describe()}; --max-quota-wait {max_quota_wait:g} s)"
+        )
+        self.stop(quota, reason)
+        return QuotaExhausted(quota, reason)
+
+    def correct_tokens(self, permit: Permit, actual_tokens: int) -> None:
+        """Charge the token pacer for tokens used beyond the estimate (from usage_metadata)."""
+        tpm = self.tpm
+        extra = actual_tokens - permit.reserved_tokens
+        if tpm is not None and extra > 0:
+            self._tokens.defer(extra * self._paced_over / tpm)
+
+    async def _turn(self, tokens: int) -> None:
+        """Wait for the gate, then the request and token pacers; again if a 429 closed the
+        gate meanwhile (the paced slot is given up)."""
+        while True:
+            await self.gate.wait()
+            await self._requests.take(self._request_gap, self.gate.sleep)
+            await self._tokens.take(lambda: self._token_gap(tokens), self.gate.sleep)
+            if self.gate.is_open:
+                return
+            self.gate.check()
+
+    def _request_gap(self) -> float:
+        rpm = self.rpm
+        start = start_gap(self._sent, self._concurrency)
+        return max(start, self._paced_over / rpm if rpm else 0.0)
+
+    def _token_gap(self, tokens: int) -> float:
+        tpm = self.tpm
+        return tokens * self._paced_over / tpm if tpm else 0.0
+
+    def _refused(self, failure: ItemFailure, sent_at: float) -> None:
+        """After a 429: tell ``on_quota``; stop at a per-day quota or a quota of 0 (raising
+        :class:`QuotaExhausted` from ``failure``); learn a per-minute limit, or cut the probed
+        rate when none is given; pause the gate."""
         quota = failure.quota
         if quota is not None and self._on_quota is not None:
             self._on_quota(quota)
-        if quota is not None and quota.daily:
-            self.gate.shut(quota)
+        if quota is not None and (quota.daily or quota.limit == 0):
+            spent = "daily quota spent" if quota.daily else "no quota for this model"
+            self.stop(quota, f"{spent}: {quota.describe()}")
             self.gate.check()
-        self.gate.close_for(max(failure.retry_after or 0.0, 1.0))
-
-    async def correct_tokens(self, permit: Permit, actual_tokens: int) -> None:
-        """Charge the TPM window for tokens used beyond the estimate (from usage_metadata)."""
-        extra = actual_tokens - permit.reserved_tokens
-        if self._tpm is not None and extra >= TOKEN_UNIT:
-            await self._take(self._tpm, min(extra // TOKEN_UNIT, self._tpm.amount))
-
-    async def _take_tokens(self, tokens: int) -> int:
-        if self._tpm is None:
-            return tokens
-        units = min(max(1, math.ceil(tokens / TOKEN_UNIT)), self._tpm.amount)
-        await self._take(self._tpm, units)
-        return units * TOKEN_UNIT
-
-    async def _take(self, item: _PerWindow | None, cost: int) -> None:
-        """Wait until ``cost`` more fits in ``item``'s moving window."""
-        if item is None:
-            return
-        while not await self._limiter.hit(item, item.name, cost=cost):
-            stats = await self._limiter.get_window_stats(item, item.name)
-            await asyncio.sleep(max(0.01, stats.reset_time - time.time()))
+        if quota is not None and quota.limit and quota.kind == "requests":
+            self.learned_rpm = _lowest(self.learned_rpm, quota.limit)
+        elif quota is not None and quota.limit and quota.kind == "tokens":
+            self.learned_tpm = _lowest(self.learned_tpm, quota.limit)
+        else:
+            self._probe.refused(sent_at)
+        self.gate.refused(failure.retry_after, sent_at)
 
 
-class _PerWindow(RateLimitItemPerSecond):
-    """``amount`` per ``seconds`` (fractional), for the ``limits`` moving window; ``name``
-    keeps each window's entries apart in the shared storage (which keys by amount alone).
-
-    Inherits ``GRANULARITY`` rather than declaring it, so ``limits``' registry of
-    granularities is left alone.
-    """
-
-    __slots__ = ("_seconds", "name")
-
-    def __init__(self, name: str, amount: int, seconds: float) -> None:
-        super().__init__(amount, 1)
-        self.name = name
-        self._seconds = seconds
-
-    def get_expiry(self) -> int:
-        return self._seconds  # type: ignore[return-value]
+def _lowest(*limits: float | None) -> float | None:
+    given = [limit for limit in limits if limit is not None]
+    return min(given) if given else None
