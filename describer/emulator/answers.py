@@ -195,26 +195,34 @@ def usage(
     return out
 
 
+def prompt_tokens(req: GenerateRequest) -> int:
+    """promptTokenCount of ``req``: its media tokens plus ceil(chars of every text part and
+    the system instruction / 4)."""
+    return sum(m.tokens for m in req.media) + _text_prompt_tokens(req)
+
+
+def _text_prompt_tokens(req: GenerateRequest) -> int:
+    return text_tokens(sum(len(t) for t in req.texts) + len(req.system_instruction))
+
+
 def build_response(req: GenerateRequest, shape: str | None) -> dict[str, Any]:
     """The GenerateContentResponse dict for ``req``.
 
     shape: a scripted shape ("block": promptFeedback only; "safety": SAFETY finish, no
     content; "empty": no parts; "max_tokens": half the text, MAX_TOKENS) or None / any other
-    value for a normal answer. usageMetadata: promptTokenCount = media tokens (media.py)
-    + ceil(chars of all text incl. system instruction / 4); candidatesTokenCount =
-    ceil(len(answer) / 4); thoughtsTokenCount by :func:`thinking_tokens`; totalTokenCount
-    their sum.
+    value for a normal answer. usageMetadata: promptTokenCount by :func:`prompt_tokens`;
+    candidatesTokenCount = ceil(len(answer) / 4); thoughtsTokenCount by
+    :func:`thinking_tokens`; totalTokenCount their sum.
     """
-    txt = text_tokens(sum(len(t) for t in req.texts) + len(req.system_instruction))
     out: dict[str, Any] = {}
+    thoughts = 0 if shape == "block" else thinking_tokens(req.model, req.generation_config)
     if shape == "block":
         out["promptFeedback"] = {"blockReason": "SAFETY", "safetyRatings": _SAFETY_RATINGS}
         answer_tokens = 0
     else:
         candidate, answer_tokens = _candidate(req, shape)
         out["candidates"] = [candidate]
-    thoughts = 0 if shape == "block" else thinking_tokens(req.model, req.generation_config)
-    out["usageMetadata"] = usage(req.media, txt, answer_tokens, thoughts)
+    out["usageMetadata"] = usage(req.media, _text_prompt_tokens(req), answer_tokens, thoughts)
     out["modelVersion"] = req.model
     out["responseId"] = secrets.token_urlsafe(16)
     return out

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .answers import DEFAULT_EMBED_DIM, build_response, embedding_vector
+from .answers import DEFAULT_EMBED_DIM, build_response, embedding_vector, prompt_tokens
 from .behaviour import Behaviour, Garbled, garbled_response
 from .contents import THREAD_DECODE_BYTES, FileParts, GenerateRequest, parse_generate, parts
 from .stats import EmulatorStats, ImageRecord
@@ -108,19 +108,22 @@ class ModelsApi:
             if err.code == 429:
                 self.stats.rate_limited += 1
                 self.stats.day_limited += err.quota in ("rpd", "embed_rpd")
+                self.stats.token_limited += err.quota == "tpm"
             return error_response(err)
         except Garbled:
             return garbled_response()
 
     # ----- generateContent --------------------------------------------------------------
     async def generate(self, request: web.Request, model: str, body: bytes) -> dict[str, Any]:
-        """generateContent: quota, parse (in a thread if large), record, sleep, scripted or
-        injected failure, then the answer (answers.build_response)."""
-        self._behaviour.admit(model)
+        """generateContent: request quotas, parse (in a thread if large), token quota,
+        record, sleep, scripted or injected failure, then the answer
+        (answers.build_response)."""
+        counted_at = self._behaviour.admit(model)
         if len(body) > THREAD_DECODE_BYTES:
             req = await asyncio.to_thread(parse_generate, model, body, self._files)
         else:
             req = parse_generate(model, body, self._files)
+        self._behaviour.admit_tokens(model, prompt_tokens(req), counted_at)
         self.stats.image_bytes += sum(m.nbytes for m in req.media)
         self.stats.keep(self.stats.images, self._records.record(req))
         script = self._behaviour.script_for(req.media[0].sha256 if req.media else None)

@@ -56,6 +56,7 @@ class EmulatorStats:
     embed_requests: batchEmbedContents/embedContent calls received;
     responses_by_status: HTTP status -> count, models endpoints only;
     rate_limited: 429 answers; day_limited: those of them for a per-day quota (rpd, embed_rpd);
+    token_limited: those of them for the input-token quota (tpm);
     injected_faults: 503s from ``fault_rate``;
     request_bytes: HTTP body bytes received on models endpoints;
     image_bytes: decoded inline media bytes of admitted generate requests;
@@ -74,6 +75,7 @@ class EmulatorStats:
     responses_by_status: dict[int, int] = field(default_factory=dict)
     rate_limited: int = 0
     day_limited: int = 0
+    token_limited: int = 0
     injected_faults: int = 0
     request_bytes: int = 0
     image_bytes: int = 0

@@ -110,8 +110,9 @@ class ApiError(Exception):
 
 
 #: The quotas the emulator enforces, as Google names them in ``QuotaFailure`` violations:
-#: (quotaMetric, quotaId). The generate ones as seen in googleapis/python-genai#1875; the
-#: embedding one is modelled on them (no captured per-day embedding 429 was at hand).
+#: (quotaMetric, quotaId). The generate request ones as seen in googleapis/python-genai#1875,
+#: the input-token one in cline/cline#6058; the embedding one is modelled on them (no
+#: captured per-day embedding 429 was at hand).
 QUOTAS = {
     "rpm": ("generativelanguage.googleapis.com/generate_content_free_tier_requests",
             "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"),
