@@ -183,7 +183,8 @@ def test_limiters_count_amounts_with_explicit_times() -> None:
 
 @pytest.mark.parametrize("changes", [
     {"rpm_style": "leaky"}, {"burst": 0}, {"tpm": 0}, {"tpm_burst": -1},
-    {"bare_fraction": 1.5}, {"quota_window": 0},
+    {"bare_fraction": 1.5}, {"flex_shed_rate": -0.1}, {"flex_shed_status": 500},
+    {"flex_latency": (2.0, 1.0)}, {"quota_window": 0},
 ])
 def test_bad_settings_are_value_errors(changes: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
@@ -193,10 +194,13 @@ def test_bad_settings_are_value_errors(changes: dict[str, Any]) -> None:
 def test_command_line_flags_reach_the_settings() -> None:
     args = build_parser().parse_args([
         "--rpm", "30", "--rpm-style", "bucket", "--burst", "4", "--tpm", "6000",
-        "--tpm-burst", "500", "--bare-fraction", "0.25"])
+        "--tpm-burst", "500", "--bare-fraction", "0.25", "--flex-latency", "60-900",
+        "--flex-shed-rate", "0.1", "--flex-shed-status", "503"])
     settings = settings_from(args)
     assert (settings.rpm_style, settings.rpm_capacity, settings.tpm_capacity) == ("bucket", 4, 500)
-    assert settings.bare_fraction == 0.25
+    assert (settings.bare_fraction, settings.flex_latency, settings.flex_shed_rate) == (
+        0.25, (60.0, 900.0), 0.1)
+    assert settings.flex_shed_status == 503
     with pytest.raises(SystemExit) as info:
         main(["--bare-fraction", "2"])
     assert info.value.code == 2
@@ -205,8 +209,8 @@ def test_command_line_flags_reach_the_settings() -> None:
 async def test_control_endpoint_takes_the_new_settings(emu: GeminiEmulator) -> None:
     async with aiohttp.ClientSession(base_url=emu.base_url) as s:
         async with s.post("/_emulator/config", json={
-                "rpm_style": "bucket", "latency": 0.5, "tpm": 900}) as r:
-            assert r.status == 200 and (await r.json())["latency"] == [0.5, 0.5]
+                "rpm_style": "bucket", "flex_latency": 0.5, "tpm": 900}) as r:
+            assert r.status == 200 and (await r.json())["flex_latency"] == [0.5, 0.5]
         async with s.post("/_emulator/config", json={"rpm_style": "leaky"}) as r:
             assert r.status == 400
     assert (emu.settings.rpm_style, emu.settings.tpm) == ("bucket", 900)

@@ -10,7 +10,7 @@ the client. Its modules follow the API surface it emulates:
 - ``contents``: reading a GenerateContentRequest (parts, inline and file data);
 - ``answers``: deterministic answers, token counts, usage metadata, embeddings;
 - ``settings``: ``EmulatorSettings``, every knob with its default and source;
-- ``behaviour``: latency, faults and per-image scripts, as one ``Behaviour`` object,
+- ``behaviour``: latency, faults, flex and per-image scripts, as one ``Behaviour`` object,
   with ``quota`` (requests and tokens per minute, window or bucket; per day);
 - ``stats``: what was received (``emu.stats``, the Batch and Files API counters);
 - ``models``: generateContent, batchEmbedContents, embedContent (``emu.models``);

@@ -15,7 +15,7 @@ import signal
 import sys
 
 from .server import GeminiEmulator
-from .settings import QUOTA_STYLES, EmulatorSettings
+from .settings import QUOTA_STYLES, SHED_STATUSES, EmulatorSettings
 
 
 def parse_latency(text: str) -> tuple[float, float]:
@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quota 429s without details (python-genai#2065)")
     p.add_argument("--bare-fraction", type=float, default=0.0,
                    help="fraction of quota 429s without details (seeded)")
+    p.add_argument("--flex-latency", type=parse_latency, default=(0.0, 0.0),
+                   help="seconds added to flex requests: S or LOW-HIGH (Google: 60-900)")
+    p.add_argument("--flex-shed-rate", type=float, default=0.0,
+                   help="fraction of flex requests shed (seeded)")
+    p.add_argument("--flex-shed-status", type=int, choices=SHED_STATUSES, default=429,
+                   help="what a shed answers: 429 without details (default) or 503")
     p.add_argument("--fault-rate", type=float, default=0.0,
                    help="fraction of generate requests answered 503")
     p.add_argument("--seed", type=int, default=0)
@@ -72,7 +78,8 @@ def settings_from(args: argparse.Namespace) -> EmulatorSettings:
         quota_window=args.quota_window, rpd=args.rpd, bare_429=args.bare_429,
         seed=args.seed, require_key=not args.no_key, embed_latency=args.embed_latency,
         rpm_style=args.rpm_style, burst=args.burst, tpm=args.tpm, tpm_burst=args.tpm_burst,
-        bare_fraction=args.bare_fraction,
+        bare_fraction=args.bare_fraction, flex_latency=args.flex_latency,
+        flex_shed_rate=args.flex_shed_rate, flex_shed_status=args.flex_shed_status,
     )
 
 

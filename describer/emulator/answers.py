@@ -171,12 +171,12 @@ def thinking_tokens(model: str, generation_config: dict[str, Any]) -> int:
     return THINKING_TOKENS.get(str(level).upper(), THINKING_TOKENS[DEFAULT_THINKING_LEVEL])
 
 
-def usage(
-    media: list[Media], prompt_text: int, answer_tokens: int, thoughts: int = 0
-) -> dict[str, Any]:
+def usage(media: list[Media], prompt_text: int, answer_tokens: int, thoughts: int = 0,
+          tier: str | None = None) -> dict[str, Any]:
     """usageMetadata: promptTokenCount = media tokens + ``prompt_text`` tokens, one
     promptTokensDetails entry per modality (TEXT last), candidatesTokenCount if any,
-    thoughtsTokenCount if any (counted in totalTokenCount, as Gemini does)."""
+    thoughtsTokenCount if any (counted in totalTokenCount, as Gemini does), serviceTier if
+    ``tier``."""
     by_modality: dict[str, int] = {}
     for item in media:
         by_modality[item.modality] = by_modality.get(item.modality, 0) + item.tokens
@@ -192,6 +192,8 @@ def usage(
         out["candidatesTokenCount"] = answer_tokens
     if thoughts:
         out["thoughtsTokenCount"] = thoughts
+    if tier:
+        out["serviceTier"] = tier
     return out
 
 
@@ -205,14 +207,18 @@ def _text_prompt_tokens(req: GenerateRequest) -> int:
     return text_tokens(sum(len(t) for t in req.texts) + len(req.system_instruction))
 
 
-def build_response(req: GenerateRequest, shape: str | None) -> dict[str, Any]:
+def build_response(req: GenerateRequest, shape: str | None,
+                   echo_tier: bool = False) -> dict[str, Any]:
     """The GenerateContentResponse dict for ``req``.
 
     shape: a scripted shape ("block": promptFeedback only; "safety": SAFETY finish, no
     content; "empty": no parts; "max_tokens": half the text, MAX_TOKENS) or None / any other
     value for a normal answer. usageMetadata: promptTokenCount by :func:`prompt_tokens`;
     candidatesTokenCount = ceil(len(answer) / 4); thoughtsTokenCount by
-    :func:`thinking_tokens`; totalTokenCount their sum.
+    :func:`thinking_tokens`; totalTokenCount their sum; with ``echo_tier``, serviceTier
+    the request's ("standard" / "flex"), as a generateContent answer of 2026-09 carried it
+    (``"serviceTier":"standard"`` in usageMetadata, a public curl probe log). Batch result
+    lines leave it out: no captured line shows their usageMetadata.
     """
     out: dict[str, Any] = {}
     thoughts = 0 if shape == "block" else thinking_tokens(req.model, req.generation_config)
@@ -222,7 +228,8 @@ def build_response(req: GenerateRequest, shape: str | None) -> dict[str, Any]:
     else:
         candidate, answer_tokens = _candidate(req, shape)
         out["candidates"] = [candidate]
-    out["usageMetadata"] = usage(req.media, _text_prompt_tokens(req), answer_tokens, thoughts)
+    out["usageMetadata"] = usage(req.media, _text_prompt_tokens(req), answer_tokens, thoughts,
+                                 req.service_tier if echo_tier else None)
     out["modelVersion"] = req.model
     out["responseId"] = secrets.token_urlsafe(16)
     return out

@@ -1,8 +1,8 @@
-"""How the emulator behaves beyond the happy path: quota, latency, faults and scripts.
+"""How the emulator behaves beyond the happy path: quota, latency, faults, flex and scripts.
 
 One object, ``Behaviour`` (``emu.behaviour``), holds the settings (settings.py) and
-everything they drive: the quotas (``quotas``, quota.py), the seeded latency and fault
-RNGs, and the scripted per-image behaviours (``emu.script(sha256, "fail:503:2")``).
+everything they drive: the quotas (``quotas``, quota.py), the seeded latency, fault and
+flex RNGs, and the scripted per-image behaviours (``emu.script(sha256, "fail:503:2")``).
 ``clock`` (time.monotonic unless a test passes a fake one) is the time the quotas read.
 
 Figures and where they come from:
@@ -23,6 +23,25 @@ Figures and where they come from:
   connection that still reached the client as a complete 200. No captured Gemini answer
   shows this; it is a harsher-case model of what a front end or middlebox may deliver,
   declared ``application/json`` so that a client cannot tell it apart by its headers.
+* Flex (``serviceTier: flex``): Google documents half price, "Best-effort (Sheddable)"
+  reliability and "Minutes (1-15 min target)" latency (ai.google.dev/gemini-api/docs/
+  optimization; docs/flex-inference: "variable latency and best-effort availability"), and
+  docker/docker-agent#4348 reports that flex "queues requests for up to 15 minutes before
+  returning the first byte". Modelled: ``flex_latency`` seconds added before the answer
+  (nothing is sent until then), then ``flex_shed_rate`` of flex requests shed. What a shed
+  answers is not documented for the Gemini API, so the default is the harsher case a
+  client cannot tell from a quota: 429 RESOURCE_EXHAUSTED "Resource has been exhausted
+  (e.g. check quota)." with no details (Gemini's wording for a bare 429,
+  googleapis/python-genai#1299). Google documents a 429 without quota details for shared
+  capacity that is not available on Vertex ("Resource exhausted, please try again later.",
+  cloud.google.com/vertex-ai/generative-ai/docs/provisioned-throughput/error-code-429), and
+  OpenAI's flex tier answers 429 when it lacks capacity. ``flex_shed_status=503`` answers
+  503 UNAVAILABLE "This model is currently experiencing high demand. ..." (Gemini's 503,
+  reported on discuss.ai.google.dev in 2026), which clients already retry. A shed request
+  stays counted against the quotas (it was admitted; the harsher case). Which models
+  refuse flex, and with what answer, is not documented for the Gemini API (Vertex's Flex
+  PayGo page only says newer models such as Gemini 4 Argon do not take it), so every
+  model serves flex here.
 """
 
 from __future__ import annotations
@@ -38,7 +57,14 @@ from aiohttp import web
 
 from .quota import DAY_RETRY_S, Clock, Quotas
 from .settings import RPM_WINDOW_S, EmulatorSettings
-from .wire import STATUS_NAMES, ApiError, require_key, suspended_error
+from .wire import (
+    MSG_EXHAUSTED,
+    MSG_HIGH_DEMAND,
+    STATUS_NAMES,
+    ApiError,
+    require_key,
+    suspended_error,
+)
 
 __all__ = ["DAY_RETRY_S", "RPM_WINDOW_S", "Behaviour", "EmulatorSettings", "Garbled",
            "Script", "garbled_response", "parse_script"]
@@ -103,7 +129,7 @@ def parse_script(text: str) -> Script:
 
 
 class Behaviour:
-    """Quota, latency, faults and scripts of one emulator (see the module docstring).
+    """Quota, latency, faults, flex and scripts of one emulator (see the module docstring).
 
     ``settings`` (EmulatorSettings) is replaced by :meth:`configure`; scripts are keyed by
     the lowercase hex sha256 of a request's first media part; ``quotas`` (quota.Quotas)
@@ -166,6 +192,8 @@ class Behaviour:
         self._latency_rng = random.Random(f"{seed}:latency")
         self._fault_rng = random.Random(f"{seed}:faults")
         self._embed_rng = random.Random(f"{seed}:embed")
+        self._flex_rng = random.Random(f"{seed}:flex")
+        self._shed_rng = random.Random(f"{seed}:shed")
 
     # ----- per request -----------------------------------------------------------------
     def check_key(self, request: web.Request) -> None:
@@ -186,12 +214,15 @@ class Behaviour:
         """Count one embedding call against ``embed_rpd``; the per-day 429 once spent."""
         self.quotas.admit_embed(model)
 
-    async def generate_delay(self, script: Script | None) -> None:
-        """Sleep a ``slow`` script's seconds, else uniform(latency) from the latency RNG."""
+    async def generate_delay(self, script: Script | None, flex: bool = False) -> None:
+        """Sleep a ``slow`` script's seconds, else uniform(latency) from the latency RNG;
+        plus uniform(flex_latency) from the flex RNG for a flex request."""
         if script is not None and script.kind == "slow":
             delay = script.seconds
         else:
             delay = _draw(self._latency_rng, self.settings.latency)
+        if flex:
+            delay += _draw(self._flex_rng, self.settings.flex_latency)
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -200,6 +231,15 @@ class Behaviour:
         delay = _draw(self._embed_rng, self.settings.embed_latency)
         if delay > 0:
             await asyncio.sleep(delay)
+
+    def raise_shed(self) -> None:
+        """For a flex request: draw from the shed RNG and raise the shed answer (module
+        docstring; ``flex_shed_status``) for a ``flex_shed_rate`` fraction of them."""
+        rate = self.settings.flex_shed_rate
+        if rate > 0 and self._shed_rng.random() < rate:
+            if self.settings.flex_shed_status == 503:
+                raise ApiError(503, MSG_HIGH_DEMAND)
+            raise ApiError(429, MSG_EXHAUSTED)
 
     def raise_scripted(self, script: Script | None, key: str | None) -> None:
         """Raise the ApiError a ``fail`` script is due or :class:`Garbled` for a due

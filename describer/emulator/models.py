@@ -116,8 +116,8 @@ class ModelsApi:
     # ----- generateContent --------------------------------------------------------------
     async def generate(self, request: web.Request, model: str, body: bytes) -> dict[str, Any]:
         """generateContent: request quotas, parse (in a thread if large), token quota,
-        record, sleep, scripted or injected failure, then the answer
-        (answers.build_response)."""
+        record, sleep (plus the flex wait), flex shed, scripted or injected failure, then
+        the answer (answers.build_response)."""
         counted_at = self._behaviour.admit(model)
         if len(body) > THREAD_DECODE_BYTES:
             req = await asyncio.to_thread(parse_generate, model, body, self._files)
@@ -126,13 +126,25 @@ class ModelsApi:
         self._behaviour.admit_tokens(model, prompt_tokens(req), counted_at)
         self.stats.image_bytes += sum(m.nbytes for m in req.media)
         self.stats.keep(self.stats.images, self._records.record(req))
+        self.stats.service_tiers[req.service_tier] += 1
         script = self._behaviour.script_for(req.media[0].sha256 if req.media else None)
-        await self._behaviour.generate_delay(script)
+        flex = req.service_tier == "flex"
+        await self._behaviour.generate_delay(script, flex)
+        if flex:
+            self._shed()
         self._behaviour.raise_scripted(script, request_key(request) or "")
         if self._behaviour.fault_due():
             self.stats.injected_faults += 1
             raise ApiError(503, MSG_OVERLOADED)
-        return build_response(req, script.kind if script else None)
+        return build_response(req, script.kind if script else None, echo_tier=True)
+
+    def _shed(self) -> None:
+        """Shed a flex request when the shed RNG says so, counting it."""
+        try:
+            self._behaviour.raise_shed()
+        except ApiError:
+            self.stats.flex_shed += 1
+            raise
 
     # ----- embeddings -------------------------------------------------------------------
     async def batch_embed(self, request: web.Request, model: str,

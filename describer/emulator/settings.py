@@ -1,6 +1,6 @@
 """The emulator's settings: one frozen ``EmulatorSettings``, checked when built.
 
-Read by ``behaviour.Behaviour`` (latency, faults) and ``quota.Quotas`` (per-minute
+Read by ``behaviour.Behaviour`` (latency, faults, flex) and ``quota.Quotas`` (per-minute
 and per-day quotas); changed at run time with
 ``GeminiEmulator.configure`` or ``POST /_emulator/config`` (a new instance each time, so a
 bad value never half-applies). Where each default comes from is said field by field.
@@ -14,8 +14,9 @@ from typing import Any
 
 RPM_WINDOW_S = 60.0  # seconds; Gemini's quotas are per minute (ai.google.dev "Rate limits").
 QUOTA_STYLES = ("window", "bucket")
-_RANGES = ("latency", "embed_latency")
-_FRACTIONS = ("fault_rate", "bare_fraction")
+SHED_STATUSES = (429, 503)
+_RANGES = ("latency", "embed_latency", "flex_latency")
+_FRACTIONS = ("fault_rate", "bare_fraction", "flex_shed_rate")
 _COUNTS = ("rpm", "rpd", "embed_rpd", "tpm", "burst", "tpm_burst")
 
 
@@ -41,8 +42,8 @@ class EmulatorSettings:
         larger than it (bucket) or than ``tpm`` (window) can never be admitted.
     fault_rate: fraction (0..1) of admitted generate requests answered with an injected 503
         UNAVAILABLE "The model is overloaded. Please try again later." (seeded RNG).
-    seed: seeds the RNGs (generate latency, faults, embed latency, bare 429s) apart, so
-        changing one setting does not shift the others' sequences.
+    seed: seeds the RNGs (generate latency, faults, embed latency, bare 429s, flex latency,
+        flex sheds) apart, so changing one setting does not shift the others' sequences.
     require_key: answer 403 PERMISSION_DENIED when no ``x-goog-api-key`` header, ``?key=``
         or Bearer token is sent.
     embed_latency: (low, high) seconds slept per successful batchEmbedContents call.
@@ -52,10 +53,15 @@ class EmulatorSettings:
     bare_429: every quota 429 comes bare, without details (the same as bare_fraction=1).
     bare_fraction: fraction (0..1) of quota 429s that come bare, drawn from an RNG of its
         own (googleapis/python-genai#2065 shows such 429s).
+    flex_latency: (low, high) seconds added to a request sent with ``serviceTier: flex``
+        (uniform, seeded RNG); (0, 0) keeps tests fast. Google's target is 1-15 minutes.
+    flex_shed_rate: fraction (0..1) of flex requests shed (seeded RNG), after their wait.
+    flex_shed_status: what a shed answers: 429 (default, RESOURCE_EXHAUSTED without quota
+        details) or 503 (UNAVAILABLE); behaviour.py says why 429 is the default.
 
     ValueError from the constructor if a range is reversed or negative, a count is < 1,
-    a fraction is outside [0, 1], quota_window <= 0, or rpm_style is not "window" or
-    "bucket".
+    a fraction is outside [0, 1], quota_window <= 0,
+    rpm_style is not "window" or "bucket", or flex_shed_status is not 429 or 503.
     """
 
     latency: tuple[float, float] = (0.0, 0.0)
@@ -73,6 +79,9 @@ class EmulatorSettings:
     tpm: int | None = None
     tpm_burst: int | None = None
     bare_fraction: float = 0.0
+    flex_latency: tuple[float, float] = (0.0, 0.0)
+    flex_shed_rate: float = 0.0
+    flex_shed_status: int = 429
 
     def __post_init__(self) -> None:
         for name in _RANGES:
@@ -88,6 +97,8 @@ class EmulatorSettings:
                 raise ValueError(f"{name} must be in [0, 1]")
         if self.rpm_style not in QUOTA_STYLES:
             raise ValueError(f"rpm_style must be one of {QUOTA_STYLES}")
+        if self.flex_shed_status not in SHED_STATUSES:
+            raise ValueError(f"flex_shed_status must be one of {SHED_STATUSES}")
         if not self.quota_window > 0:
             raise ValueError("quota_window must be > 0")
 

@@ -66,6 +66,11 @@ MSG_QUOTA = (
     "For more information on this error, head to: "
     "https://ai.google.dev/gemini-api/docs/rate-limits."
 )
+#: A bare 429 as Gemini words it (googleapis/python-genai#1299); the emulator's flex shed.
+MSG_EXHAUSTED = "Resource has been exhausted (e.g. check quota)."
+#: Gemini's 503 for a model short of capacity (discuss.ai.google.dev reports, 2026).
+MSG_HIGH_DEMAND = ("This model is currently experiencing high demand. Spikes in demand are "
+                   "usually temporary. Please try again later.")
 MSG_SUSPENDED = "Permission denied: Consumer 'api_key:{key}' has been suspended."
 SUSPENDED_CONSUMER = "projects/123456789012"  # an invented project number, fixed
 

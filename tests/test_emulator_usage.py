@@ -1,0 +1,114 @@
+"""How the emulator serves tiers, through the real google-genai client: service tiers
+and flex sheds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from google import genai
+from google.genai import errors, types
+from imaging import jpeg
+
+from describer.emulator import EmulatorSettings, GeminiEmulator
+from describer.emulator.wire import MSG_EXHAUSTED, MSG_HIGH_DEMAND
+
+SYSTEM = "be brief"
+
+
+class FakeClock:
+    """Seconds that move only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def emu(clock: FakeClock) -> AsyncIterator[GeminiEmulator]:
+    async with GeminiEmulator(EmulatorSettings(), clock=clock) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def client(emu: GeminiEmulator) -> AsyncIterator[genai.Client]:
+    c = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=emu.base_url))
+    yield c
+    await c.aio.aclose()
+
+
+def image(seed: int = 0) -> types.Part:
+    return types.Part.from_bytes(data=jpeg(64, 48, seed=seed), mime_type="image/jpeg")
+
+
+async def generate(client: genai.Client, contents: list[Any], model: str = "gemini-x",
+                   **config: Any) -> types.GenerateContentResponse:
+    return await client.aio.models.generate_content(
+        model=model, contents=contents,
+        config=types.GenerateContentConfig(system_instruction=SYSTEM, **config))
+
+
+async def post(emu: GeminiEmulator, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A raw generateContent call: (status, JSON answer)."""
+    async with aiohttp.ClientSession() as s, s.post(
+            f"{emu.base_url}/v1beta/models/gemini-x:generateContent", json=body,
+            headers={"x-goog-api-key": "k"}) as r:
+        return r.status, await r.json()
+
+
+# ----- service tiers and flex ---------------------------------------------------------
+async def test_service_tiers_are_counted_and_echoed(emu: GeminiEmulator,
+                                                    client: genai.Client) -> None:
+    flex = await generate(client, [image(), "describe"], service_tier="flex")
+    await generate(client, [image(), "describe"])
+    await generate(client, [image(), "describe"], service_tier="standard")
+    hello = {"contents": [{"parts": [{"text": "hi"}]}]}
+    status, answer = await post(emu, {**hello, "service_tier": "FLEX"})  # the REST docs' spelling
+    assert status == 200 and answer["usageMetadata"]["serviceTier"] == "flex"
+    status, answer = await post(emu, {**hello, "serviceTier": "cheapest"})
+    assert (status, answer["error"]["status"]) == (400, "INVALID_ARGUMENT")
+    assert flex.text and emu.stats.service_tiers == {"flex": 2, "standard": 2}
+    async with aiohttp.ClientSession() as s, s.get(f"{emu.base_url}/_emulator/stats",
+                                                   params={"lists": "0"}) as r:
+        assert (await r.json())["service_tiers"] == {"flex": 2, "standard": 2}
+
+
+async def test_flex_sheds_answer_a_bare_429_by_default_or_a_503(emu: GeminiEmulator,
+                                                                 client: genai.Client) -> None:
+    emu.configure(flex_shed_rate=1.0)
+    assert (await generate(client, [image(), "describe"])).text  # standard is never shed
+    with pytest.raises(errors.ClientError) as info:
+        await generate(client, [image(), "describe"], service_tier="flex")
+    assert (info.value.code, info.value.status) == (429, "RESOURCE_EXHAUSTED")
+    assert info.value.message == MSG_EXHAUSTED and "details" not in info.value.details["error"]
+    emu.configure(flex_shed_status=503)
+    with pytest.raises(errors.ServerError) as served:
+        await generate(client, [image(), "describe"], service_tier="flex")
+    assert (served.value.code, served.value.status) == (503, "UNAVAILABLE")
+    assert served.value.message == MSG_HIGH_DEMAND
+    assert emu.stats.flex_shed == 2 and emu.stats.responses_by_status == {200: 1, 429: 1, 503: 1}
+
+
+async def test_a_seeded_fraction_of_flex_requests_is_shed_after_the_flex_wait(
+        emu: GeminiEmulator, client: genai.Client) -> None:
+    emu.configure(flex_shed_rate=0.5, seed=3, flex_latency=(0.05, 0.05))
+    started = asyncio.get_running_loop().time()
+    outcomes = []
+    for _ in range(10):
+        try:
+            outcomes.append(bool(await generate(client, ["hi"], service_tier="flex")))
+        except errors.ClientError:
+            outcomes.append(False)
+    assert asyncio.get_running_loop().time() - started >= 10 * 0.05  # every one waited
+    assert outcomes == [False, True, False, True, False, False, False, True, True, True]
+    assert emu.stats.flex_shed == 5  # this seed's draws: 5 of 10
