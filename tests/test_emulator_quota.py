@@ -184,7 +184,7 @@ def test_limiters_count_amounts_with_explicit_times() -> None:
 @pytest.mark.parametrize("changes", [
     {"rpm_style": "leaky"}, {"burst": 0}, {"tpm": 0}, {"tpm_burst": -1},
     {"bare_fraction": 1.5}, {"flex_shed_rate": -0.1}, {"flex_shed_status": 500},
-    {"flex_latency": (2.0, 1.0)}, {"quota_window": 0},
+    {"flex_latency": (2.0, 1.0)}, {"quota_window": 0}, {"cache_ttl": -1},
 ])
 def test_bad_settings_are_value_errors(changes: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
@@ -195,12 +195,14 @@ def test_command_line_flags_reach_the_settings() -> None:
     args = build_parser().parse_args([
         "--rpm", "30", "--rpm-style", "bucket", "--burst", "4", "--tpm", "6000",
         "--tpm-burst", "500", "--bare-fraction", "0.25", "--flex-latency", "60-900",
-        "--flex-shed-rate", "0.1", "--flex-shed-status", "503"])
+        "--flex-shed-rate", "0.1", "--flex-shed-status", "503", "--cache-ttl", "30",
+        "--no-implicit-cache"])
     settings = settings_from(args)
     assert (settings.rpm_style, settings.rpm_capacity, settings.tpm_capacity) == ("bucket", 4, 500)
     assert (settings.bare_fraction, settings.flex_latency, settings.flex_shed_rate) == (
         0.25, (60.0, 900.0), 0.1)
-    assert settings.flex_shed_status == 503
+    assert (settings.flex_shed_status, settings.cache_ttl, settings.implicit_cache) == (
+        503, 30.0, False)
     with pytest.raises(SystemExit) as info:
         main(["--bare-fraction", "2"])
     assert info.value.code == 2

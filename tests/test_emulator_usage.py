@@ -1,9 +1,10 @@
-"""How the emulator serves tiers, through the real google-genai client: service tiers
-and flex sheds."""
+"""What the emulator bills and how it serves tiers, through the real google-genai client:
+service tiers and flex sheds, and implicit caching (cachedContentTokenCount)."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from imaging import jpeg
 from describer.emulator import EmulatorSettings, GeminiEmulator
 from describer.emulator.wire import MSG_EXHAUSTED, MSG_HIGH_DEMAND
 
+LONG = "Reference notes on harbours, lighthouses and tides. " * 200  # 10,400 chars
 SYSTEM = "be brief"
 
 
@@ -112,3 +114,48 @@ async def test_a_seeded_fraction_of_flex_requests_is_shed_after_the_flex_wait(
     assert asyncio.get_running_loop().time() - started >= 10 * 0.05  # every one waited
     assert outcomes == [False, True, False, True, False, False, False, True, True, True]
     assert emu.stats.flex_shed == 5  # this seed's draws: 5 of 10
+
+
+# ----- implicit caching ---------------------------------------------------------------
+def cached(response: types.GenerateContentResponse) -> int | None:
+    assert response.usage_metadata is not None
+    return response.usage_metadata.cached_content_token_count
+
+
+async def test_a_repeated_long_text_prefix_is_billed_as_cached_the_second_time(
+        emu: GeminiEmulator, client: genai.Client, clock: FakeClock) -> None:
+    prefix_tokens = math.ceil((len(SYSTEM) + len(LONG)) / 4)
+    assert prefix_tokens >= 2048  # the Gemini 2.5 minimum
+    model = "gemini-2.5-flash"
+    first = await generate(client, [LONG, image(1)], model=model)
+    second = await generate(client, [LONG, image(2)], model=model)  # same prefix, new image
+    assert cached(first) is None and cached(second) == prefix_tokens
+    assert second.usage_metadata and second.usage_metadata.cache_tokens_details
+    assert second.usage_metadata.cache_tokens_details[0].token_count == prefix_tokens
+    assert second.usage_metadata.prompt_token_count == first.usage_metadata.prompt_token_count
+    media_first = await generate(client, [image(1), LONG], model=model)
+    again = await generate(client, [image(1), LONG], model=model)
+    assert cached(media_first) is None and cached(again) is None  # describer's order: no hit
+    clock.now += 300  # the entry is 300 s old: gone
+    assert cached(await generate(client, [LONG, image(3)], model=model)) is None
+    assert cached(await generate(client, [LONG, image(4)], model=model)) == prefix_tokens
+    assert emu.stats.cached_tokens == 2 * prefix_tokens
+
+
+async def test_the_minimum_prefix_is_the_models(emu: GeminiEmulator,
+                                                client: genai.Client) -> None:
+    """The same 2,600-token prefix: cached on Gemini 2.5 (2,048), not on Gemini 3 (4,096)
+    nor on 2.0 (no implicit caching)."""
+    for model, hit in (("gemini-2.5-pro", True), ("gemini-3.8-flash", False),
+                       ("gemini-2.0-flash", False)):
+        await generate(client, [LONG, image()], model=model)
+        assert (cached(await generate(client, [LONG, image()], model=model)) is not None) is hit
+    emu.configure(implicit_cache=False)
+    assert cached(await generate(client, [LONG, image()], model="gemini-2.5-pro")) is None
+
+
+async def test_an_explicit_cache_name_is_an_unknown_cache(emu: GeminiEmulator) -> None:
+    status, answer = await post(emu, {"contents": [{"parts": [{"text": "hi"}]}],
+                                      "cachedContent": "cachedContents/abc123"})
+    assert (status, answer["error"]["status"]) == (403, "PERMISSION_DENIED")
+    assert answer["error"]["message"] == "CachedContent not found (or permission denied)"

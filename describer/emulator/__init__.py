@@ -11,7 +11,8 @@ the client. Its modules follow the API surface it emulates:
 - ``answers``: deterministic answers, token counts, usage metadata, embeddings;
 - ``settings``: ``EmulatorSettings``, every knob with its default and source;
 - ``behaviour``: latency, faults, flex and per-image scripts, as one ``Behaviour`` object,
-  with ``quota`` (requests and tokens per minute, window or bucket; per day);
+  with ``quota`` (requests and tokens per minute, window or bucket; per day) and
+  ``caching`` (implicit caching: cachedContentTokenCount);
 - ``stats``: what was received (``emu.stats``, the Batch and Files API counters);
 - ``models``: generateContent, batchEmbedContents, embedContent (``emu.models``);
 - ``files``: the Files API (``emu.files``); ``jobs`` and ``batches``: the Batch API

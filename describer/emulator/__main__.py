@@ -15,7 +15,7 @@ import signal
 import sys
 
 from .server import GeminiEmulator
-from .settings import QUOTA_STYLES, SHED_STATUSES, EmulatorSettings
+from .settings import IMPLICIT_CACHE_TTL_S, QUOTA_STYLES, SHED_STATUSES, EmulatorSettings
 
 
 def parse_latency(text: str) -> tuple[float, float]:
@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of flex requests shed (seeded)")
     p.add_argument("--flex-shed-status", type=int, choices=SHED_STATUSES, default=429,
                    help="what a shed answers: 429 without details (default) or 503")
+    p.add_argument("--no-implicit-cache", action="store_true",
+                   help="never report cachedContentTokenCount")
+    p.add_argument("--cache-ttl", type=float, default=IMPLICIT_CACHE_TTL_S,
+                   help="seconds an implicit-cache prefix lives (default 300)")
     p.add_argument("--fault-rate", type=float, default=0.0,
                    help="fraction of generate requests answered 503")
     p.add_argument("--seed", type=int, default=0)
@@ -80,6 +84,7 @@ def settings_from(args: argparse.Namespace) -> EmulatorSettings:
         rpm_style=args.rpm_style, burst=args.burst, tpm=args.tpm, tpm_burst=args.tpm_burst,
         bare_fraction=args.bare_fraction, flex_latency=args.flex_latency,
         flex_shed_rate=args.flex_shed_rate, flex_shed_status=args.flex_shed_status,
+        implicit_cache=not args.no_implicit_cache, cache_ttl=args.cache_ttl,
     )
 
 

@@ -172,11 +172,12 @@ def thinking_tokens(model: str, generation_config: dict[str, Any]) -> int:
 
 
 def usage(media: list[Media], prompt_text: int, answer_tokens: int, thoughts: int = 0,
-          tier: str | None = None) -> dict[str, Any]:
-    """usageMetadata: promptTokenCount = media tokens + ``prompt_text`` tokens, one
-    promptTokensDetails entry per modality (TEXT last), candidatesTokenCount if any,
-    thoughtsTokenCount if any (counted in totalTokenCount, as Gemini does), serviceTier if
-    ``tier``."""
+          cached: int = 0, tier: str | None = None) -> dict[str, Any]:
+    """usageMetadata: promptTokenCount = media tokens + ``prompt_text`` tokens (cached ones
+    included, as Gemini counts them), one promptTokensDetails entry per modality (TEXT
+    last), candidatesTokenCount if any, thoughtsTokenCount if any (counted in
+    totalTokenCount, as Gemini does), cachedContentTokenCount and cacheTokensDetails (TEXT)
+    if ``cached``, serviceTier if ``tier``."""
     by_modality: dict[str, int] = {}
     for item in media:
         by_modality[item.modality] = by_modality.get(item.modality, 0) + item.tokens
@@ -192,6 +193,9 @@ def usage(media: list[Media], prompt_text: int, answer_tokens: int, thoughts: in
         out["candidatesTokenCount"] = answer_tokens
     if thoughts:
         out["thoughtsTokenCount"] = thoughts
+    if cached:
+        out["cachedContentTokenCount"] = cached
+        out["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": cached}]
     if tier:
         out["serviceTier"] = tier
     return out
@@ -207,13 +211,14 @@ def _text_prompt_tokens(req: GenerateRequest) -> int:
     return text_tokens(sum(len(t) for t in req.texts) + len(req.system_instruction))
 
 
-def build_response(req: GenerateRequest, shape: str | None,
+def build_response(req: GenerateRequest, shape: str | None, cached: int = 0,
                    echo_tier: bool = False) -> dict[str, Any]:
     """The GenerateContentResponse dict for ``req``.
 
     shape: a scripted shape ("block": promptFeedback only; "safety": SAFETY finish, no
     content; "empty": no parts; "max_tokens": half the text, MAX_TOKENS) or None / any other
-    value for a normal answer. usageMetadata: promptTokenCount by :func:`prompt_tokens`;
+    value for a normal answer. cached: prompt tokens read from an implicit cache
+    (caching.py). usageMetadata: promptTokenCount by :func:`prompt_tokens`;
     candidatesTokenCount = ceil(len(answer) / 4); thoughtsTokenCount by
     :func:`thinking_tokens`; totalTokenCount their sum; with ``echo_tier``, serviceTier
     the request's ("standard" / "flex"), as a generateContent answer of 2026-09 carried it
@@ -229,7 +234,7 @@ def build_response(req: GenerateRequest, shape: str | None,
         candidate, answer_tokens = _candidate(req, shape)
         out["candidates"] = [candidate]
     out["usageMetadata"] = usage(req.media, _text_prompt_tokens(req), answer_tokens, thoughts,
-                                 req.service_tier if echo_tier else None)
+                                 cached, req.service_tier if echo_tier else None)
     out["modelVersion"] = req.model
     out["responseId"] = secrets.token_urlsafe(16)
     return out

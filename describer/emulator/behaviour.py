@@ -1,9 +1,10 @@
 """How the emulator behaves beyond the happy path: quota, latency, faults, flex and scripts.
 
 One object, ``Behaviour`` (``emu.behaviour``), holds the settings (settings.py) and
-everything they drive: the quotas (``quotas``, quota.py), the seeded latency, fault and
-flex RNGs, and the scripted per-image behaviours (``emu.script(sha256, "fail:503:2")``).
-``clock`` (time.monotonic unless a test passes a fake one) is the time the quotas read.
+everything they drive: the quotas (``quotas``, quota.py), the implicit cache (``cache``,
+caching.py), the seeded latency, fault and flex RNGs, and the scripted per-image
+behaviours (``emu.script(sha256, "fail:503:2")``). ``clock`` (time.monotonic unless a test
+passes a fake one) is the time the quotas and the cache read.
 
 Figures and where they come from:
 
@@ -55,6 +56,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .caching import ImplicitCache
+from .contents import GenerateRequest
 from .quota import DAY_RETRY_S, Clock, Quotas
 from .settings import RPM_WINDOW_S, EmulatorSettings
 from .wire import (
@@ -132,14 +135,15 @@ class Behaviour:
     """Quota, latency, faults, flex and scripts of one emulator (see the module docstring).
 
     ``settings`` (EmulatorSettings) is replaced by :meth:`configure`; scripts are keyed by
-    the lowercase hex sha256 of a request's first media part; ``quotas`` (quota.Quotas)
-    read the time from ``clock`` (seconds).
+    the lowercase hex sha256 of a request's first media part; ``quotas`` (quota.Quotas) and
+    ``cache`` (caching.ImplicitCache) read the time from ``clock`` (seconds).
     """
 
     def __init__(self, settings: EmulatorSettings, clock: Clock = time.monotonic) -> None:
         self.settings = settings
         self.clock = clock
         self.quotas = Quotas(settings, clock)
+        self.cache = ImplicitCache()
         self.embed_script: Script | None = None
         self._scripts: dict[str, Script] = {}
         self._reseed()
@@ -213,6 +217,12 @@ class Behaviour:
     def admit_embed(self, model: str) -> None:
         """Count one embedding call against ``embed_rpd``; the per-day 429 once spent."""
         self.quotas.admit_embed(model)
+
+    def cached_tokens(self, req: GenerateRequest) -> int:
+        """Prompt tokens of ``req`` read from the implicit cache (0 when off)."""
+        if not self.settings.implicit_cache:
+            return 0
+        return self.cache.lookup(req, self.clock(), self.settings.cache_ttl)
 
     async def generate_delay(self, script: Script | None, flex: bool = False) -> None:
         """Sleep a ``slow`` script's seconds, else uniform(latency) from the latency RNG;

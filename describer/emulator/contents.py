@@ -12,6 +12,11 @@ Figures and where they come from:
   ``GenerateContentConfig(service_tier="flex")`` as ``"serviceTier": "flex"``, the REST
   example on that page ``"service_tier": "FLEX"``, so case is ignored. Another value is a
   400 INVALID_ARGUMENT, worded like Gemini's answer for a bad enum value.
+* ``cachedContent`` (an explicit cache's name): explicit caches are not modelled, so
+  every name is unknown and answered as Gemini answers an unknown or deleted cache,
+  403 PERMISSION_DENIED "CachedContent not found (or permission denied)" (reported
+  verbatim in public client code handling it, e.g. google/adk-python troubleshooting and
+  a curl probe log of 2026-09-07; never 404).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ MAX_REQUEST_BYTES = 20 * 1024 * 1024  # Gemini API limit for requests with inlin
 THREAD_DECODE_BYTES = 64 * 1024  # bodies larger than this are parsed in a worker thread.
 MSG_NO_CONTENTS = "* GenerateContentRequest.contents: contents is not specified"
 MSG_TOO_LARGE = "Request payload size exceeds the limit: 20971520 bytes."
+MSG_CACHE_NOT_FOUND = "CachedContent not found (or permission denied)"
 SERVICE_TIERS = frozenset({"standard", "flex", "priority"})
 
 
@@ -45,6 +51,7 @@ class GenerateRequest:
     texts: every text part, in order; system_instruction: its text ("" if none);
     generation_config: the request's generationConfig dict ({} if none);
     first_part_kind: "image" (any media part) or "text", the kind of the first part;
+    lead_texts: the text parts before the first media part (all of them if none);
     service_tier: "standard" (also for no serviceTier), "flex" or "priority".
     """
 
@@ -54,6 +61,7 @@ class GenerateRequest:
     system_instruction: str
     generation_config: dict[str, Any]
     first_part_kind: str
+    lead_texts: tuple[str, ...] = ()
     service_tier: str = "standard"
 
 
@@ -86,8 +94,9 @@ def _part(part: dict[str, Any], files: FileParts | None) -> Media | str | None:
 
 
 def collect(contents: Any, files: FileParts | None = None
-            ) -> tuple[list[str], list[Media], str]:
-    """Texts, probed media and the first part's kind ("text", "image" or "") of ``contents``.
+            ) -> tuple[list[str], list[Media], str, int]:
+    """Texts, probed media, the first part's kind ("text", "image" or "") of ``contents``
+    and how many texts come before the first media part (all of them if none does).
 
     Inline data goes through media.probe (images and PDF/audio/video); ``fileData`` parts
     through ``files.file_part`` (ignored without ``files``). ApiError 400 for bad media.
@@ -95,6 +104,7 @@ def collect(contents: Any, files: FileParts | None = None
     texts: list[str] = []
     media: list[Media] = []
     first = ""
+    lead: int | None = None
     for content in contents if isinstance(contents, list) else []:
         for part in parts(content):
             item = _part(part, files)
@@ -104,14 +114,15 @@ def collect(contents: Any, files: FileParts | None = None
             elif item is not None:
                 media.append(item)
                 first = first or "image"
-    return texts, media, first
+                lead = len(texts) if lead is None else lead
+    return texts, media, first, len(texts) if lead is None else lead
 
 
 def parse_generate(model: str, body: bytes, files: FileParts | None = None) -> GenerateRequest:
     """Parse and validate a generateContent body, probing every inline or file part.
 
     ApiError 400: body over MAX_REQUEST_BYTES, not a JSON object, no contents, bad media,
-    bad serviceTier.
+    bad serviceTier; 403 for any ``cachedContent`` (module docstring).
     """
     if len(body) > MAX_REQUEST_BYTES:
         raise ApiError(400, MSG_TOO_LARGE)
@@ -121,14 +132,17 @@ def parse_generate(model: str, body: bytes, files: FileParts | None = None) -> G
 def parse_payload(model: str, payload: dict[str, Any],
                   files: FileParts | None = None) -> GenerateRequest:
     """Validate a parsed GenerateContentRequest dict (also one batch line's request)."""
+    if get_field(payload, "cachedContent", "cached_content"):
+        raise ApiError(403, MSG_CACHE_NOT_FOUND)
     tier = service_tier(get_field(payload, "serviceTier", "service_tier"))
-    texts, media, first = collect(payload.get("contents"), files)
+    texts, media, first, lead = collect(payload.get("contents"), files)
     if not first:
         raise ApiError(400, MSG_NO_CONTENTS)
     system = text_of(get_field(payload, "systemInstruction", "system_instruction"))
     config = get_field(payload, "generationConfig", "generation_config")
     return GenerateRequest(model, media, texts, system,
-                           config if isinstance(config, dict) else {}, first, tier)
+                           config if isinstance(config, dict) else {}, first,
+                           tuple(texts[:lead]), tier)
 
 
 def service_tier(value: Any) -> str:

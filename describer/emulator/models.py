@@ -117,7 +117,7 @@ class ModelsApi:
     async def generate(self, request: web.Request, model: str, body: bytes) -> dict[str, Any]:
         """generateContent: request quotas, parse (in a thread if large), token quota,
         record, sleep (plus the flex wait), flex shed, scripted or injected failure, then
-        the answer (answers.build_response)."""
+        the answer (answers.build_response) with the implicit cache's tokens."""
         counted_at = self._behaviour.admit(model)
         if len(body) > THREAD_DECODE_BYTES:
             req = await asyncio.to_thread(parse_generate, model, body, self._files)
@@ -136,7 +136,9 @@ class ModelsApi:
         if self._behaviour.fault_due():
             self.stats.injected_faults += 1
             raise ApiError(503, MSG_OVERLOADED)
-        return build_response(req, script.kind if script else None, echo_tier=True)
+        cached = self._behaviour.cached_tokens(req)
+        self.stats.cached_tokens += cached
+        return build_response(req, script.kind if script else None, cached, echo_tier=True)
 
     def _shed(self) -> None:
         """Shed a flex request when the shed RNG says so, counting it."""

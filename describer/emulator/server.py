@@ -7,7 +7,7 @@ Google-shaped errors (400, 403, 404, 429, 500, 503), and records what it saw.
 
 Where each part lives: models.py (generateContent, embeddings), files.py (Files API),
 batches.py and jobs.py (Batch API), behaviour.py (latency, faults, flex, scripts) with
-settings.py (EmulatorSettings) and quota.py (quotas),
+settings.py (EmulatorSettings), quota.py (quotas) and caching.py (implicit cache),
 contents.py / media.py / answers.py (requests in, answers out), wire.py (errors and JSON),
 stats.py (what tests assert on), loopback.py (the aiohttp server lifecycle).
 """
@@ -47,7 +47,7 @@ class GeminiEmulator(LoopbackServer):
     the Files and Batch API's BatchStats). Control routes: ``GET /_emulator/stats[?lists=0]``,
     ``POST /_emulator/reset``, ``GET|POST /_emulator/config``, ``POST /_emulator/script``,
     ``GET|POST /_emulator/batch``, ``POST /_emulator/batch/force``. ``clock`` (seconds,
-    time.monotonic by default) is the time the quotas read: a test
+    time.monotonic by default) is the time the quotas and the implicit cache read: a test
     passes a fake one to step through a quota window without sleeping.
     """
 
@@ -117,13 +117,14 @@ class GeminiEmulator(LoopbackServer):
         return self.behaviour.configure(**changes)
 
     def reset_stats(self) -> None:
-        """Zero ``stats`` and ``batch.stats`` in place and empty the per-minute quotas (rpm,
-        tpm) (in-flight requests stay counted). Scripts (and their
+        """Zero ``stats`` and ``batch.stats`` in place, empty the per-minute quotas (rpm,
+        tpm) and the implicit cache (in-flight requests stay counted). Scripts (and their
         remaining-failure counters), settings, files, jobs and the day's rpd count are kept
         (see :meth:`reset_day`)."""
         self.stats.reset()
         self.batch.stats.reset()
         self.behaviour.reset_window()
+        self.behaviour.cache.clear()
 
     def reset_day(self) -> None:
         """A new quota day: the rpd and embed_rpd counts start again from zero (at Google:

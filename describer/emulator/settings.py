@@ -1,7 +1,7 @@
 """The emulator's settings: one frozen ``EmulatorSettings``, checked when built.
 
-Read by ``behaviour.Behaviour`` (latency, faults, flex) and ``quota.Quotas`` (per-minute
-and per-day quotas); changed at run time with
+Read by ``behaviour.Behaviour`` (latency, faults, flex), ``quota.Quotas`` (per-minute and
+per-day quotas) and ``caching.ImplicitCache``; changed at run time with
 ``GeminiEmulator.configure`` or ``POST /_emulator/config`` (a new instance each time, so a
 bad value never half-applies). Where each default comes from is said field by field.
 """
@@ -15,6 +15,10 @@ from typing import Any
 RPM_WINDOW_S = 60.0  # seconds; Gemini's quotas are per minute (ai.google.dev "Rate limits").
 QUOTA_STYLES = ("window", "bucket")
 SHED_STATUSES = (429, 503)
+#: Seconds an implicit-cache entry lives: the emulator's assumption (Google documents no
+#: lifetime for implicit caches, only "send requests with similar prefix in a short amount
+#: of time"; explicit caches default to one hour).
+IMPLICIT_CACHE_TTL_S = 300.0
 _RANGES = ("latency", "embed_latency", "flex_latency")
 _FRACTIONS = ("fault_rate", "bare_fraction", "flex_shed_rate")
 _COUNTS = ("rpm", "rpd", "embed_rpd", "tpm", "burst", "tpm_burst")
@@ -58,9 +62,12 @@ class EmulatorSettings:
     flex_shed_rate: fraction (0..1) of flex requests shed (seeded RNG), after their wait.
     flex_shed_status: what a shed answers: 429 (default, RESOURCE_EXHAUSTED without quota
         details) or 503 (UNAVAILABLE); behaviour.py says why 429 is the default.
+    implicit_cache: report ``cachedContentTokenCount`` for a repeated leading text prefix,
+        as Gemini's implicit caching does (caching.py).
+    cache_ttl: seconds an implicit-cache entry lives (IMPLICIT_CACHE_TTL_S by default).
 
     ValueError from the constructor if a range is reversed or negative, a count is < 1,
-    a fraction is outside [0, 1], quota_window <= 0,
+    a fraction is outside [0, 1], quota_window <= 0, cache_ttl < 0,
     rpm_style is not "window" or "bucket", or flex_shed_status is not 429 or 503.
     """
 
@@ -82,6 +89,8 @@ class EmulatorSettings:
     flex_latency: tuple[float, float] = (0.0, 0.0)
     flex_shed_rate: float = 0.0
     flex_shed_status: int = 429
+    implicit_cache: bool = True
+    cache_ttl: float = IMPLICIT_CACHE_TTL_S
 
     def __post_init__(self) -> None:
         for name in _RANGES:
@@ -101,6 +110,8 @@ class EmulatorSettings:
             raise ValueError(f"flex_shed_status must be one of {SHED_STATUSES}")
         if not self.quota_window > 0:
             raise ValueError("quota_window must be > 0")
+        if self.cache_ttl < 0:
+            raise ValueError("cache_ttl must be >= 0")
 
     @property
     def rpm_capacity(self) -> int | None:

@@ -62,6 +62,7 @@ class EmulatorStats:
     service_tiers: admitted generate requests by serviceTier ("standard" when absent,
     "flex", "priority"), a Counter;
     flex_shed: flex requests shed (``flex_shed_rate``; counted in responses_by_status too);
+    cached_tokens: cachedContentTokenCount summed over the answers sent (implicit cache);
     request_bytes: HTTP body bytes received on models endpoints;
     image_bytes: decoded inline media bytes of admitted generate requests;
     in_flight / max_in_flight: generate requests being handled now / at most at once
@@ -83,6 +84,7 @@ class EmulatorStats:
     injected_faults: int = 0
     service_tiers: Counter[str] = field(default_factory=Counter)
     flex_shed: int = 0
+    cached_tokens: int = 0
     request_bytes: int = 0
     image_bytes: int = 0
     in_flight: int = 0
