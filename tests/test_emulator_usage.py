@@ -1,5 +1,6 @@
 """What the emulator bills and how it serves tiers, through the real google-genai client:
-service tiers and flex sheds, and implicit caching (cachedContentTokenCount)."""
+service tiers and flex sheds, implicit caching (cachedContentTokenCount), and thinking
+that spends maxOutputTokens first."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from google.genai import errors, types
 from imaging import jpeg
 
 from describer.emulator import EmulatorSettings, GeminiEmulator
+from describer.emulator.answers import THINKING_TOKENS
 from describer.emulator.wire import MSG_EXHAUSTED, MSG_HIGH_DEMAND
 
 LONG = "Reference notes on harbours, lighthouses and tides. " * 200  # 10,400 chars
@@ -159,3 +161,23 @@ async def test_an_explicit_cache_name_is_an_unknown_cache(emu: GeminiEmulator) -
                                       "cachedContent": "cachedContents/abc123"})
     assert (status, answer["error"]["status"]) == (403, "PERMISSION_DENIED")
     assert answer["error"]["message"] == "CachedContent not found (or permission denied)"
+
+
+# ----- thinking against maxOutputTokens -----------------------------------------------
+async def test_thinking_spends_max_output_tokens_first(client: genai.Client) -> None:
+    medium = THINKING_TOKENS["MEDIUM"]  # what "gemini-x" thinks by default
+    starved = await generate(client, [image(), "describe"], max_output_tokens=medium - 12)
+    assert starved.candidates and starved.candidates[0].finish_reason == (
+        types.FinishReason.MAX_TOKENS)
+    assert starved.text is None and not (starved.candidates[0].content or types.Content()).parts
+    usage = starved.usage_metadata
+    assert usage and usage.thoughts_token_count == medium - 12
+    assert usage.candidates_token_count is None
+    assert usage.total_token_count == usage.prompt_token_count + medium - 12
+    cut = await generate(client, [image(), "describe"], max_output_tokens=medium + 3)
+    assert cut.candidates and cut.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
+    assert cut.text is not None and len(cut.text) == 3 * 4
+    assert cut.usage_metadata and cut.usage_metadata.thoughts_token_count == medium
+    assert cut.usage_metadata.candidates_token_count == 3
+    room = await generate(client, [image(), "describe"], max_output_tokens=medium + 200)
+    assert room.candidates and room.candidates[0].finish_reason == types.FinishReason.STOP

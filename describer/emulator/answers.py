@@ -120,23 +120,30 @@ def answer_text(req: GenerateRequest) -> str:
     return text
 
 
-def _candidate(req: GenerateRequest, shape: str | None) -> tuple[dict[str, Any], int]:
-    """The candidate dict for a normal or scripted answer, and its token count."""
+def _candidate(req: GenerateRequest, shape: str | None,
+               thoughts: int) -> tuple[dict[str, Any], int, int]:
+    """The candidate dict for a normal or scripted answer, its answer tokens and the
+    thinking tokens billed (cut to maxOutputTokens; see :func:`build_response`)."""
     if shape == "safety":
-        return {"finishReason": "SAFETY", "index": 0, "safetyRatings": _SAFETY_RATINGS}, 0
+        return {"finishReason": "SAFETY", "index": 0, "safetyRatings": _SAFETY_RATINGS}, 0, thoughts
     if shape == "empty":
         return {"content": {"parts": [], "role": "model"}, "finishReason": "STOP",
-                "index": 0}, 0
+                "index": 0}, 0, thoughts
     text, reason = answer_text(req), "STOP"
-    limit = req.generation_config.get("maxOutputTokens",
-                                      req.generation_config.get("max_output_tokens"))
     if shape == "max_tokens":
         text, reason = text[: max(1, len(text) // 2)], "MAX_TOKENS"
-    if isinstance(limit, int) and text_tokens(len(text)) > limit:
-        text, reason = text[: max(0, limit) * CHARS_PER_TOKEN], "MAX_TOKENS"
+    limit = get_field(req.generation_config, "maxOutputTokens", "max_output_tokens")
+    if isinstance(limit, int):
+        thoughts = min(thoughts, max(0, limit))
+        room = limit - thoughts
+        if room <= 0:  # thinking spent it all: no text part at all (google/adk-python#1357)
+            return {"content": {"role": "model"}, "finishReason": "MAX_TOKENS",
+                    "index": 0}, 0, thoughts
+        if text_tokens(len(text)) > room:
+            text, reason = text[: room * CHARS_PER_TOKEN], "MAX_TOKENS"
     candidate = {"content": {"parts": [{"text": text}], "role": "model"},
                  "finishReason": reason, "index": 0}
-    return candidate, text_tokens(len(text))
+    return candidate, text_tokens(len(text)), thoughts
 
 
 #: Thinking tokens per request at each thinkingLevel (Gemini 3 models). The emulator's own
@@ -224,6 +231,14 @@ def build_response(req: GenerateRequest, shape: str | None, cached: int = 0,
     the request's ("standard" / "flex"), as a generateContent answer of 2026-09 carried it
     (``"serviceTier":"standard"`` in usageMetadata, a public curl probe log). Batch result
     lines leave it out: no captured line shows their usageMetadata.
+
+    Thinking counts against ``maxOutputTokens``, first: the answer gets what thinking left;
+    none left gives a candidate with finishReason MAX_TOKENS and no parts, and
+    thoughtsTokenCount = maxOutputTokens, as users report of Gemini 2.5 and later
+    (googleapis/python-genai#626 and #811, langchain-ai/langchain-google#1020: thoughts
+    256 of max_output_tokens 256, no text; google/adk-python#1357: the body, content
+    ``{"role": "model"}`` with no parts, thoughtsTokenCount 2999); an answer cut short has
+    finishReason MAX_TOKENS and its text truncated to what was left.
     """
     out: dict[str, Any] = {}
     thoughts = 0 if shape == "block" else thinking_tokens(req.model, req.generation_config)
@@ -231,7 +246,7 @@ def build_response(req: GenerateRequest, shape: str | None, cached: int = 0,
         out["promptFeedback"] = {"blockReason": "SAFETY", "safetyRatings": _SAFETY_RATINGS}
         answer_tokens = 0
     else:
-        candidate, answer_tokens = _candidate(req, shape)
+        candidate, answer_tokens, thoughts = _candidate(req, shape, thoughts)
         out["candidates"] = [candidate]
     out["usageMetadata"] = usage(req.media, _text_prompt_tokens(req), answer_tokens, thoughts,
                                  cached, req.service_tier if echo_tier else None)
