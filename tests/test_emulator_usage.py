@@ -6,49 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+import test_emulator_quota as with_clock
 from google import genai
 from google.genai import errors, types
 from imaging import jpeg
 
-from describer.emulator import EmulatorSettings, GeminiEmulator
+from describer.emulator import GeminiEmulator
 from describer.emulator.answers import THINKING_TOKENS
 from describer.emulator.wire import MSG_EXHAUSTED, MSG_HIGH_DEMAND
 
+#: The fake clock and the emulator and client fixtures built on it (test_emulator_quota).
+FakeClock = with_clock.FakeClock
+clock, emu, client = with_clock.clock, with_clock.emu, with_clock.client
 LONG = "Reference notes on harbours, lighthouses and tides. " * 200  # 10,400 chars
 SYSTEM = "be brief"
-
-
-class FakeClock:
-    """Seconds that move only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def emu(clock: FakeClock) -> AsyncIterator[GeminiEmulator]:
-    async with GeminiEmulator(EmulatorSettings(), clock=clock) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-async def client(emu: GeminiEmulator) -> AsyncIterator[genai.Client]:
-    c = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=emu.base_url))
-    yield c
-    await c.aio.aclose()
 
 
 def image(seed: int = 0) -> types.Part:
@@ -138,7 +113,7 @@ async def test_a_repeated_long_text_prefix_is_billed_as_cached_the_second_time(
     media_first = await generate(client, [image(1), LONG], model=model)
     again = await generate(client, [image(1), LONG], model=model)
     assert cached(media_first) is None and cached(again) is None  # describer's order: no hit
-    clock.now += 300  # the entry is 300 s old: gone
+    clock.advance(300)  # the entry is 300 s old: gone
     assert cached(await generate(client, [LONG, image(3)], model=model)) is None
     assert cached(await generate(client, [LONG, image(4)], model=model)) == prefix_tokens
     assert emu.stats.cached_tokens == 2 * prefix_tokens
