@@ -94,8 +94,9 @@ async def test_jpeg_described_with_tile_token_rule(emu: GeminiEmulator,
 
 async def test_small_png_is_one_tile_and_max_output_tokens_truncates(
         client: genai.Client) -> None:
+    no_thinking = types.ThinkingConfig(thinking_level=types.ThinkingLevel.MINIMAL)
     resp = await describe(client, make_image(300, 200, fmt="PNG"), "image/png",
-                          max_output_tokens=3)
+                          max_output_tokens=3, thinking_config=no_thinking)  # all 3 for text
     assert resp.usage_metadata is not None and resp.candidates
     assert resp.usage_metadata.prompt_token_count == 258 + 4
     assert resp.text is not None and len(resp.text) == 12

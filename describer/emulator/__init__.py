@@ -9,7 +9,10 @@ the client. Its modules follow the API surface it emulates:
 - ``media``: probing what a request carries (images with Pillow; PDFs, audio, video);
 - ``contents``: reading a GenerateContentRequest (parts, inline and file data);
 - ``answers``: deterministic answers, token counts, usage metadata, embeddings;
-- ``behaviour``: quota, latency, faults and per-image scripts, as one ``Behaviour`` object;
+- ``settings``: ``EmulatorSettings``, every knob with its default and source;
+- ``behaviour``: latency, faults, flex and per-image scripts, as one ``Behaviour`` object,
+  with ``quota`` (requests and tokens per minute, window or bucket; per day) and
+  ``caching`` (implicit caching: cachedContentTokenCount);
 - ``stats``: what was received (``emu.stats``, the Batch and Files API counters);
 - ``models``: generateContent, batchEmbedContents, embedContent (``emu.models``);
 - ``files``: the Files API (``emu.files``); ``jobs`` and ``batches``: the Batch API

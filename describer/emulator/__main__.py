@@ -2,6 +2,8 @@
 
 Prints the base URL alone as the first stdout line (so scripts can read it; ``--port 0``
 picks a free port), a human line on stderr, and serves until SIGINT or SIGTERM (exit 0).
+Every option is an EmulatorSettings field (settings.py says what each models and why); a
+bad combination exits with status 2 and the settings' message.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import contextlib
 import signal
 import sys
 
-from .behaviour import EmulatorSettings
 from .server import GeminiEmulator
+from .settings import IMPLICIT_CACHE_TTL_S, QUOTA_STYLES, SHED_STATUSES, EmulatorSettings
 
 
 def parse_latency(text: str) -> tuple[float, float]:
@@ -39,13 +41,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embed-latency", type=parse_latency, default=(0.0, 0.0),
                    help="seconds per embed call: S or LOW-HIGH (uniform)")
     p.add_argument("--rpm", type=int, default=None,
-                   help="generate requests per quota window (sliding; 429 past it)")
+                   help="generate requests per quota window (429 past it)")
+    p.add_argument("--tpm", type=int, default=None,
+                   help="generate input tokens per quota window (token 429 past it)")
     p.add_argument("--quota-window", type=float, default=60.0,
-                   help="seconds of the --rpm window (Gemini: 60)")
+                   help="seconds of the --rpm/--tpm 'minute' (Gemini: 60)")
+    p.add_argument("--rpm-style", choices=QUOTA_STYLES, default="window",
+                   help="per-minute quotas as a sliding window (default) or a token bucket")
+    p.add_argument("--burst", type=int, default=None,
+                   help="bucket capacity in requests (default: one second's worth)")
+    p.add_argument("--tpm-burst", type=int, default=None,
+                   help="bucket capacity in tokens (default: one second's worth)")
     p.add_argument("--rpd", type=int, default=None,
                    help="generate requests per day (per-day 429 past it, until restart)")
     p.add_argument("--bare-429", action="store_true",
                    help="quota 429s without details (python-genai#2065)")
+    p.add_argument("--bare-fraction", type=float, default=0.0,
+                   help="fraction of quota 429s without details (seeded)")
+    p.add_argument("--flex-latency", type=parse_latency, default=(0.0, 0.0),
+                   help="seconds added to flex requests: S or LOW-HIGH (Google: 60-900)")
+    p.add_argument("--flex-shed-rate", type=float, default=0.0,
+                   help="fraction of flex requests shed (seeded)")
+    p.add_argument("--flex-shed-status", type=int, choices=SHED_STATUSES, default=429,
+                   help="what a shed answers: 429 without details (default) or 503")
+    p.add_argument("--no-implicit-cache", action="store_true",
+                   help="never report cachedContentTokenCount")
+    p.add_argument("--cache-ttl", type=float, default=IMPLICIT_CACHE_TTL_S,
+                   help="seconds an implicit-cache prefix lives (default 300)")
     p.add_argument("--fault-rate", type=float, default=0.0,
                    help="fraction of generate requests answered 503")
     p.add_argument("--seed", type=int, default=0)
@@ -53,13 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-async def serve(args: argparse.Namespace) -> None:
+def settings_from(args: argparse.Namespace) -> EmulatorSettings:
+    """The EmulatorSettings the parsed options name; ValueError for a bad value."""
+    return EmulatorSettings(
+        latency=args.latency, rpm=args.rpm, fault_rate=args.fault_rate,
+        quota_window=args.quota_window, rpd=args.rpd, bare_429=args.bare_429,
+        seed=args.seed, require_key=not args.no_key, embed_latency=args.embed_latency,
+        rpm_style=args.rpm_style, burst=args.burst, tpm=args.tpm, tpm_burst=args.tpm_burst,
+        bare_fraction=args.bare_fraction, flex_latency=args.flex_latency,
+        flex_shed_rate=args.flex_shed_rate, flex_shed_status=args.flex_shed_status,
+        implicit_cache=not args.no_implicit_cache, cache_ttl=args.cache_ttl,
+    )
+
+
+async def serve(args: argparse.Namespace, settings: EmulatorSettings) -> None:
     """Start the emulator, announce its URL, and wait for SIGINT/SIGTERM."""
-    settings = EmulatorSettings(latency=args.latency, rpm=args.rpm, fault_rate=args.fault_rate,
-                                quota_window=args.quota_window, rpd=args.rpd,
-                                bare_429=args.bare_429,
-                                seed=args.seed, require_key=not args.no_key,
-                                embed_latency=args.embed_latency)
     emulator = GeminiEmulator(settings)
     url = await emulator.start(args.host, args.port)
     stop = asyncio.Event()
@@ -77,9 +107,14 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except ValueError as exc:
+        parser.error(str(exc))  # exits with status 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args))
+        asyncio.run(serve(args, settings))
     return 0
 
 

@@ -120,23 +120,30 @@ def answer_text(req: GenerateRequest) -> str:
     return text
 
 
-def _candidate(req: GenerateRequest, shape: str | None) -> tuple[dict[str, Any], int]:
-    """The candidate dict for a normal or scripted answer, and its token count."""
+def _candidate(req: GenerateRequest, shape: str | None,
+               thoughts: int) -> tuple[dict[str, Any], int, int]:
+    """The candidate dict for a normal or scripted answer, its answer tokens and the
+    thinking tokens billed (cut to maxOutputTokens; see :func:`build_response`)."""
     if shape == "safety":
-        return {"finishReason": "SAFETY", "index": 0, "safetyRatings": _SAFETY_RATINGS}, 0
+        return {"finishReason": "SAFETY", "index": 0, "safetyRatings": _SAFETY_RATINGS}, 0, thoughts
     if shape == "empty":
         return {"content": {"parts": [], "role": "model"}, "finishReason": "STOP",
-                "index": 0}, 0
+                "index": 0}, 0, thoughts
     text, reason = answer_text(req), "STOP"
-    limit = req.generation_config.get("maxOutputTokens",
-                                      req.generation_config.get("max_output_tokens"))
     if shape == "max_tokens":
         text, reason = text[: max(1, len(text) // 2)], "MAX_TOKENS"
-    if isinstance(limit, int) and text_tokens(len(text)) > limit:
-        text, reason = text[: max(0, limit) * CHARS_PER_TOKEN], "MAX_TOKENS"
+    limit = get_field(req.generation_config, "maxOutputTokens", "max_output_tokens")
+    if isinstance(limit, int):
+        thoughts = min(thoughts, max(0, limit))
+        room = limit - thoughts
+        if room <= 0:  # thinking spent it all: no text part at all (google/adk-python#1357)
+            return {"content": {"role": "model"}, "finishReason": "MAX_TOKENS",
+                    "index": 0}, 0, thoughts
+        if text_tokens(len(text)) > room:
+            text, reason = text[: room * CHARS_PER_TOKEN], "MAX_TOKENS"
     candidate = {"content": {"parts": [{"text": text}], "role": "model"},
                  "finishReason": reason, "index": 0}
-    return candidate, text_tokens(len(text))
+    return candidate, text_tokens(len(text)), thoughts
 
 
 #: Thinking tokens per request at each thinkingLevel (Gemini 3 models). The emulator's own
@@ -171,12 +178,13 @@ def thinking_tokens(model: str, generation_config: dict[str, Any]) -> int:
     return THINKING_TOKENS.get(str(level).upper(), THINKING_TOKENS[DEFAULT_THINKING_LEVEL])
 
 
-def usage(
-    media: list[Media], prompt_text: int, answer_tokens: int, thoughts: int = 0
-) -> dict[str, Any]:
-    """usageMetadata: promptTokenCount = media tokens + ``prompt_text`` tokens, one
-    promptTokensDetails entry per modality (TEXT last), candidatesTokenCount if any,
-    thoughtsTokenCount if any (counted in totalTokenCount, as Gemini does)."""
+def usage(media: list[Media], prompt_text: int, answer_tokens: int, thoughts: int = 0,
+          cached: int = 0, tier: str | None = None) -> dict[str, Any]:
+    """usageMetadata: promptTokenCount = media tokens + ``prompt_text`` tokens (cached ones
+    included, as Gemini counts them), one promptTokensDetails entry per modality (TEXT
+    last), candidatesTokenCount if any, thoughtsTokenCount if any (counted in
+    totalTokenCount, as Gemini does), cachedContentTokenCount and cacheTokensDetails (TEXT)
+    if ``cached``, serviceTier if ``tier``."""
     by_modality: dict[str, int] = {}
     for item in media:
         by_modality[item.modality] = by_modality.get(item.modality, 0) + item.tokens
@@ -192,29 +200,56 @@ def usage(
         out["candidatesTokenCount"] = answer_tokens
     if thoughts:
         out["thoughtsTokenCount"] = thoughts
+    if cached:
+        out["cachedContentTokenCount"] = cached
+        out["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": cached}]
+    if tier:
+        out["serviceTier"] = tier
     return out
 
 
-def build_response(req: GenerateRequest, shape: str | None) -> dict[str, Any]:
+def prompt_tokens(req: GenerateRequest) -> int:
+    """promptTokenCount of ``req``: its media tokens plus ceil(chars of every text part and
+    the system instruction / 4)."""
+    return sum(m.tokens for m in req.media) + _text_prompt_tokens(req)
+
+
+def _text_prompt_tokens(req: GenerateRequest) -> int:
+    return text_tokens(sum(len(t) for t in req.texts) + len(req.system_instruction))
+
+
+def build_response(req: GenerateRequest, shape: str | None, cached: int = 0,
+                   echo_tier: bool = False) -> dict[str, Any]:
     """The GenerateContentResponse dict for ``req``.
 
     shape: a scripted shape ("block": promptFeedback only; "safety": SAFETY finish, no
     content; "empty": no parts; "max_tokens": half the text, MAX_TOKENS) or None / any other
-    value for a normal answer. usageMetadata: promptTokenCount = media tokens (media.py)
-    + ceil(chars of all text incl. system instruction / 4); candidatesTokenCount =
-    ceil(len(answer) / 4); thoughtsTokenCount by :func:`thinking_tokens`; totalTokenCount
-    their sum.
+    value for a normal answer. cached: prompt tokens read from an implicit cache
+    (caching.py). usageMetadata: promptTokenCount by :func:`prompt_tokens`;
+    candidatesTokenCount = ceil(len(answer) / 4); thoughtsTokenCount by
+    :func:`thinking_tokens`; totalTokenCount their sum; with ``echo_tier``, serviceTier
+    the request's ("standard" / "flex"), as a generateContent answer of 2026-09 carried it
+    (``"serviceTier":"standard"`` in usageMetadata, a public curl probe log). Batch result
+    lines leave it out: no captured line shows their usageMetadata.
+
+    Thinking counts against ``maxOutputTokens``, first: the answer gets what thinking left;
+    none left gives a candidate with finishReason MAX_TOKENS and no parts, and
+    thoughtsTokenCount = maxOutputTokens, as users report of Gemini 2.5 and later
+    (googleapis/python-genai#626 and #811, langchain-ai/langchain-google#1020: thoughts
+    256 of max_output_tokens 256, no text; google/adk-python#1357: the body, content
+    ``{"role": "model"}`` with no parts, thoughtsTokenCount 2999); an answer cut short has
+    finishReason MAX_TOKENS and its text truncated to what was left.
     """
-    txt = text_tokens(sum(len(t) for t in req.texts) + len(req.system_instruction))
     out: dict[str, Any] = {}
+    thoughts = 0 if shape == "block" else thinking_tokens(req.model, req.generation_config)
     if shape == "block":
         out["promptFeedback"] = {"blockReason": "SAFETY", "safetyRatings": _SAFETY_RATINGS}
         answer_tokens = 0
     else:
-        candidate, answer_tokens = _candidate(req, shape)
+        candidate, answer_tokens, thoughts = _candidate(req, shape, thoughts)
         out["candidates"] = [candidate]
-    thoughts = 0 if shape == "block" else thinking_tokens(req.model, req.generation_config)
-    out["usageMetadata"] = usage(req.media, txt, answer_tokens, thoughts)
+    out["usageMetadata"] = usage(req.media, _text_prompt_tokens(req), answer_tokens, thoughts,
+                                 cached, req.service_tier if echo_tier else None)
     out["modelVersion"] = req.model
     out["responseId"] = secrets.token_urlsafe(16)
     return out

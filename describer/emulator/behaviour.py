@@ -1,22 +1,13 @@
-"""How the emulator behaves beyond the happy path: quota, latency, faults and scripts.
+"""How the emulator behaves beyond the happy path: quota, latency, faults, flex and scripts.
 
-One object, ``Behaviour`` (``emu.behaviour``), holds the settings and everything they drive:
-the requests-per-minute window, the seeded latency and fault RNGs, and the scripted per-image
-behaviours (``emu.script(sha256, "fail:503:2")``).
+One object, ``Behaviour`` (``emu.behaviour``), holds the settings (settings.py) and
+everything they drive: the quotas (``quotas``, quota.py), the implicit cache (``cache``,
+caching.py), the seeded latency, fault and flex RNGs, and the scripted per-image
+behaviours (``emu.script(sha256, "fail:503:2")``). ``clock`` (time.monotonic unless a test
+passes a fake one) is the time the quotas and the cache read.
 
 Figures and where they come from:
 
-* 60 s sliding window for the requests-per-minute quota: Gemini rate limits are per minute
-  (ai.google.dev "Rate limits": "21 requests within a minute fail for an RPM of 20");
-  whether Google counts a bucket or a window is not documented, so this is the window.
-* ``rpd``: requests per day, a plain counter (Google's day ends at midnight Pacific; here it
-  ends when a test calls ``reset_day``). Once spent, every generate request gets the per-day
-  429 (quotaId ``GenerateRequestsPerDayPerProjectPerModel-FreeTier``) whose retryDelay is
-  short (``DAY_RETRY_S``), as Google's is: the delay says nothing about when the day ends.
-  ``embed_rpd`` does the same for batchEmbedContents calls (quotaId
-  ``EmbedContentRequestsPerDayPerProjectPerModel-FreeTier``).
-* ``bare_429``: quota 429s without details or quota lines, as some come
-  (googleapis/python-genai#2065).
 * ``suspended``: the 403 PERMISSION_DENIED Gemini answers for a suspended API key, whose
   message and details quote the key ("Permission denied: Consumer 'api_key:KEY' has been
   suspended."; google/generative-ai-docs#356, continuedev/continue#10902; see wire.py). The
@@ -33,6 +24,25 @@ Figures and where they come from:
   connection that still reached the client as a complete 200. No captured Gemini answer
   shows this; it is a harsher-case model of what a front end or middlebox may deliver,
   declared ``application/json`` so that a client cannot tell it apart by its headers.
+* Flex (``serviceTier: flex``): Google documents half price, "Best-effort (Sheddable)"
+  reliability and "Minutes (1-15 min target)" latency (ai.google.dev/gemini-api/docs/
+  optimization; docs/flex-inference: "variable latency and best-effort availability"), and
+  docker/docker-agent#4348 reports that flex "queues requests for up to 15 minutes before
+  returning the first byte". Modelled: ``flex_latency`` seconds added before the answer
+  (nothing is sent until then), then ``flex_shed_rate`` of flex requests shed. What a shed
+  answers is not documented for the Gemini API, so the default is the harsher case a
+  client cannot tell from a quota: 429 RESOURCE_EXHAUSTED "Resource has been exhausted
+  (e.g. check quota)." with no details (Gemini's wording for a bare 429,
+  googleapis/python-genai#1299). Google documents a 429 without quota details for shared
+  capacity that is not available on Vertex ("Resource exhausted, please try again later.",
+  cloud.google.com/vertex-ai/generative-ai/docs/provisioned-throughput/error-code-429), and
+  OpenAI's flex tier answers 429 when it lacks capacity. ``flex_shed_status=503`` answers
+  503 UNAVAILABLE "This model is currently experiencing high demand. ..." (Gemini's 503,
+  reported on discuss.ai.google.dev in 2026), which clients already retry. A shed request
+  stays counted against the quotas (it was admitted; the harsher case). Which models
+  refuse flex, and with what answer, is not documented for the Gemini API (Vertex's Flex
+  PayGo page only says newer models such as Gemini 4 Argon do not take it), so every
+  model serves flex here.
 """
 
 from __future__ import annotations
@@ -41,16 +51,27 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from .wire import STATUS_NAMES, ApiError, quota_error, require_key, suspended_error
+from .caching import ImplicitCache
+from .contents import GenerateRequest
+from .quota import DAY_RETRY_S, Clock, Quotas
+from .settings import RPM_WINDOW_S, EmulatorSettings
+from .wire import (
+    MSG_EXHAUSTED,
+    MSG_HIGH_DEMAND,
+    STATUS_NAMES,
+    ApiError,
+    require_key,
+    suspended_error,
+)
 
-RPM_WINDOW_S = 60.0  # seconds; requests-per-minute quota window.
-DAY_RETRY_S = 1.5  # seconds; the per-day 429's "Please retry in" (short, as at Google).
+__all__ = ["DAY_RETRY_S", "RPM_WINDOW_S", "Behaviour", "EmulatorSettings", "Garbled",
+           "Script", "garbled_response", "parse_script"]
+
 SHAPES = frozenset({"block", "safety", "empty", "max_tokens"})  # answer shapes (answers.py)
 #: A generateContent answer cut off after its first bytes: HTTP 200, not JSON.
 GARBAGE_BODY = '{\n  "candidates": [\n    {\n      "content": {\n        "parts": [\n          {"te'
@@ -64,59 +85,6 @@ class Garbled(Exception):
 def garbled_response() -> web.Response:
     """HTTP 200, ``application/json``, whose body is ``GARBAGE_BODY`` (not JSON)."""
     return web.Response(status=200, text=GARBAGE_BODY, content_type="application/json")
-
-
-@dataclass(frozen=True)
-class EmulatorSettings:
-    """How the emulator behaves.
-
-    latency: (low, high) seconds; each admitted generate request sleeps uniform(low, high),
-        from an RNG seeded by ``seed``, after its body is read and its images decoded.
-    rpm: requests accepted for generateContent per ``quota_window`` (a sliding window; Gemini
-        documents RPM as "21 requests within a minute fail for an RPM of 20"); None = no quota.
-    quota_window: seconds of that sliding window; 60 as at Gemini, shorter to make tests fast.
-    fault_rate: fraction (0..1) of admitted generate requests answered with an injected 503
-        UNAVAILABLE "The model is overloaded. Please try again later." (seeded RNG).
-    seed: seeds three separate RNGs (generate latency, faults, embed latency), so changing
-        one setting does not shift the others' sequences.
-    require_key: answer 403 PERMISSION_DENIED when no ``x-goog-api-key`` header, ``?key=``
-        or Bearer token is sent.
-    embed_latency: (low, high) seconds slept per successful batchEmbedContents call.
-    rpd: generate requests accepted per day (a counter until ``reset_day``); None = no quota.
-    embed_rpd: batchEmbedContents calls accepted per day (until ``reset_day``); None = no
-        quota. Past it every embedding call gets the per-day 429.
-    bare_429: quota 429s carry no details (no QuotaFailure, no RetryInfo).
-    ValueError from the constructor if a range is reversed or negative, rpm or rpd < 1, or
-    fault_rate is outside [0, 1].
-    """
-
-    latency: tuple[float, float] = (0.0, 0.0)
-    rpm: int | None = None
-    quota_window: float = RPM_WINDOW_S
-    fault_rate: float = 0.0
-    seed: int = 0
-    require_key: bool = True
-    embed_latency: tuple[float, float] = (0.0, 0.0)
-    rpd: int | None = None
-    embed_rpd: int | None = None
-    bare_429: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("latency", "embed_latency"):
-            low, high = (float(x) for x in getattr(self, name))
-            if not 0.0 <= low <= high:
-                raise ValueError(f"{name} must be (low, high) with 0 <= low <= high")
-            object.__setattr__(self, name, (low, high))
-        for name in ("rpm", "rpd", "embed_rpd"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be None or >= 1")
-        if not 0.0 <= self.fault_rate <= 1.0:
-            raise ValueError("fault_rate must be in [0, 1]")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of the settings (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(self).items()}
 
 
 @dataclass(slots=True)
@@ -164,29 +132,32 @@ def parse_script(text: str) -> Script:
 
 
 class Behaviour:
-    """Quota, latency, faults and scripts of one emulator (see the module docstring).
+    """Quota, latency, faults, flex and scripts of one emulator (see the module docstring).
 
     ``settings`` (EmulatorSettings) is replaced by :meth:`configure`; scripts are keyed by
-    the lowercase hex sha256 of a request's first media part.
+    the lowercase hex sha256 of a request's first media part; ``quotas`` (quota.Quotas) and
+    ``cache`` (caching.ImplicitCache) read the time from ``clock`` (seconds).
     """
 
-    def __init__(self, settings: EmulatorSettings) -> None:
+    def __init__(self, settings: EmulatorSettings, clock: Clock = time.monotonic) -> None:
         self.settings = settings
+        self.clock = clock
+        self.quotas = Quotas(settings, clock)
+        self.cache = ImplicitCache()
         self.embed_script: Script | None = None
         self._scripts: dict[str, Script] = {}
-        self._window: deque[float] = deque()
-        self.day_count = 0  # generate requests accepted since start or ``reset_day``
-        self.embed_day_count = 0  # embedding calls accepted since start or ``reset_day``
         self._reseed()
 
     # ----- control ---------------------------------------------------------------------
     def configure(self, **changes: Any) -> EmulatorSettings:
         """Replace some settings (EmulatorSettings names); changing ``seed`` re-seeds the
-        RNGs. TypeError for an unknown name, ValueError for a bad value."""
-        self.settings = dataclasses.replace(self.settings, **changes)
+        RNGs. TypeError for an unknown name, ValueError for a bad value (nothing changes)."""
+        settings = dataclasses.replace(self.settings, **changes)
+        self.settings = settings
+        self.quotas.configure(settings, reseed="seed" in changes)
         if "seed" in changes:
             self._reseed()
-        return self.settings
+        return settings
 
     def script(self, sha256_hex: str, behaviour: str | None) -> None:
         """Script the image with this sha256 (None clears it); ValueError if unknown."""
@@ -208,65 +179,77 @@ class Behaviour:
         return self._scripts.get(sha256_hex) if sha256_hex else None
 
     def reset_window(self) -> None:
-        """Forget the requests counted in the rpm window."""
-        self._window.clear()
+        """Forget what the per-minute quotas (rpm, tpm) counted."""
+        self.quotas.reset_window()
 
     def reset_day(self) -> None:
         """Start a new day: the rpd counters go back to zero (midnight Pacific at Google)."""
-        self.day_count = self.embed_day_count = 0
+        self.quotas.reset_day()
+
+    @property
+    def day_count(self) -> int:
+        """Generate requests counted against rpd since start or ``reset_day``."""
+        return self.quotas.day_count
 
     def _reseed(self) -> None:
         seed = self.settings.seed
         self._latency_rng = random.Random(f"{seed}:latency")
         self._fault_rng = random.Random(f"{seed}:faults")
         self._embed_rng = random.Random(f"{seed}:embed")
+        self._flex_rng = random.Random(f"{seed}:flex")
+        self._shed_rng = random.Random(f"{seed}:shed")
 
     # ----- per request -----------------------------------------------------------------
     def check_key(self, request: web.Request) -> None:
         """ApiError 403 if ``require_key`` and the request carries no credentials."""
         require_key(request, self.settings.require_key)
 
-    def admit(self, model: str = "gemini-2.5-flash") -> None:
-        """Count one generate request for ``model`` against the day's ``rpd`` and the sliding
-        ``quota_window``; ApiError 429 if either is spent: the per-day one (retryDelay
-        ``DAY_RETRY_S``), else the per-minute one (retryDelay = seconds until the oldest
-        request leaves the window). Refused requests are not counted."""
-        settings = self.settings
-        if settings.rpd is not None and self.day_count >= settings.rpd:
-            raise quota_error(DAY_RETRY_S, "rpd", settings.rpd, model, settings.bare_429)
-        if settings.rpm is not None:
-            now = time.monotonic()
-            window = settings.quota_window
-            while self._window and now - self._window[0] >= window:
-                self._window.popleft()
-            if len(self._window) >= settings.rpm:
-                wait = max(0.001, self._window[0] + window - now)
-                raise quota_error(wait, "rpm", settings.rpm, model, settings.bare_429)
-            self._window.append(now)
-        self.day_count += 1
+    def admit(self, model: str = "gemini-2.5-flash") -> float:
+        """Count one generate request against rpd and rpm (quota.Quotas.admit_request);
+        returns the time it was counted at. ApiError 429 if either is spent."""
+        return self.quotas.admit_request(model)
+
+    def admit_tokens(self, model: str, tokens: int, counted_at: float) -> None:
+        """Count a request's input tokens against tpm; ApiError 429 (and the request's slot
+        given back) if they do not fit (quota.Quotas.admit_tokens)."""
+        self.quotas.admit_tokens(model, tokens, counted_at)
 
     def admit_embed(self, model: str) -> None:
         """Count one embedding call against ``embed_rpd``; the per-day 429 once spent."""
-        limit = self.settings.embed_rpd
-        if limit is not None and self.embed_day_count >= limit:
-            raise quota_error(DAY_RETRY_S, "embed_rpd", limit, model, self.settings.bare_429)
-        self.embed_day_count += 1
+        self.quotas.admit_embed(model)
 
-    async def generate_delay(self, script: Script | None) -> None:
-        """Sleep a ``slow`` script's seconds, else uniform(latency) from the latency RNG."""
+    def cached_tokens(self, req: GenerateRequest) -> int:
+        """Prompt tokens of ``req`` read from the implicit cache (0 when off)."""
+        if not self.settings.implicit_cache:
+            return 0
+        return self.cache.lookup(req, self.clock(), self.settings.cache_ttl)
+
+    async def generate_delay(self, script: Script | None, flex: bool = False) -> None:
+        """Sleep a ``slow`` script's seconds, else uniform(latency) from the latency RNG;
+        plus uniform(flex_latency) from the flex RNG for a flex request."""
         if script is not None and script.kind == "slow":
             delay = script.seconds
         else:
-            low, high = self.settings.latency
-            delay = self._latency_rng.uniform(low, high) if high > 0 else 0.0
+            delay = _draw(self._latency_rng, self.settings.latency)
+        if flex:
+            delay += _draw(self._flex_rng, self.settings.flex_latency)
         if delay > 0:
             await asyncio.sleep(delay)
 
     async def embed_delay(self) -> None:
         """Sleep uniform(embed_latency) seconds from the embed RNG."""
-        low, high = self.settings.embed_latency
-        if high > 0:
-            await asyncio.sleep(self._embed_rng.uniform(low, high))
+        delay = _draw(self._embed_rng, self.settings.embed_latency)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def raise_shed(self) -> None:
+        """For a flex request: draw from the shed RNG and raise the shed answer (module
+        docstring; ``flex_shed_status``) for a ``flex_shed_rate`` fraction of them."""
+        rate = self.settings.flex_shed_rate
+        if rate > 0 and self._shed_rng.random() < rate:
+            if self.settings.flex_shed_status == 503:
+                raise ApiError(503, MSG_HIGH_DEMAND)
+            raise ApiError(429, MSG_EXHAUSTED)
 
     def raise_scripted(self, script: Script | None, key: str | None) -> None:
         """Raise the ApiError a ``fail`` script is due or :class:`Garbled` for a due
@@ -291,3 +274,9 @@ class Behaviour:
         """Draw from the fault RNG: True for a ``fault_rate`` fraction of calls."""
         rate = self.settings.fault_rate
         return rate > 0 and self._fault_rng.random() < rate
+
+
+def _draw(rng: random.Random, bounds: tuple[float, float]) -> float:
+    """uniform(low, high) from ``rng``; 0 (and no draw) when high is 0."""
+    low, high = bounds
+    return rng.uniform(low, high) if high > 0 else 0.0

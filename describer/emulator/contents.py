@@ -7,6 +7,16 @@ names are accepted in camelCase and snake_case, as the API does (google-genai 3.
 Figures and where they come from:
 
 * 20 MiB (20,971,520 bytes) per request with inline data: Gemini API inline-data limit.
+* ``serviceTier``: a top-level field ("flex", "standard", "priority"; absent means
+  standard: ai.google.dev/gemini-api/docs/flex-inference); google-genai 3.4.0 sends
+  ``GenerateContentConfig(service_tier="flex")`` as ``"serviceTier": "flex"``, the REST
+  example on that page ``"service_tier": "FLEX"``, so case is ignored. Another value is a
+  400 INVALID_ARGUMENT, worded like Gemini's answer for a bad enum value.
+* ``cachedContent`` (an explicit cache's name): explicit caches are not modelled, so
+  every name is unknown and answered as Gemini answers an unknown or deleted cache,
+  403 PERMISSION_DENIED "CachedContent not found (or permission denied)" (reported
+  verbatim in public client code handling it, e.g. google/adk-python troubleshooting and
+  a curl probe log of 2026-09-07; never 404).
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ MAX_REQUEST_BYTES = 20 * 1024 * 1024  # Gemini API limit for requests with inlin
 THREAD_DECODE_BYTES = 64 * 1024  # bodies larger than this are parsed in a worker thread.
 MSG_NO_CONTENTS = "* GenerateContentRequest.contents: contents is not specified"
 MSG_TOO_LARGE = "Request payload size exceeds the limit: 20971520 bytes."
+MSG_CACHE_NOT_FOUND = "CachedContent not found (or permission denied)"
+SERVICE_TIERS = frozenset({"standard", "flex", "priority"})
 
 
 class FileParts(Protocol):
@@ -38,7 +50,9 @@ class GenerateRequest:
     model: the model name from the URL; media: every image/PDF/audio/video part, in order;
     texts: every text part, in order; system_instruction: its text ("" if none);
     generation_config: the request's generationConfig dict ({} if none);
-    first_part_kind: "image" (any media part) or "text", the kind of the first part.
+    first_part_kind: "image" (any media part) or "text", the kind of the first part;
+    lead_texts: the text parts before the first media part (all of them if none);
+    service_tier: "standard" (also for no serviceTier), "flex" or "priority".
     """
 
     model: str
@@ -47,6 +61,8 @@ class GenerateRequest:
     system_instruction: str
     generation_config: dict[str, Any]
     first_part_kind: str
+    lead_texts: tuple[str, ...] = ()
+    service_tier: str = "standard"
 
 
 def parts(content: Any) -> list[dict[str, Any]]:
@@ -78,8 +94,9 @@ def _part(part: dict[str, Any], files: FileParts | None) -> Media | str | None:
 
 
 def collect(contents: Any, files: FileParts | None = None
-            ) -> tuple[list[str], list[Media], str]:
-    """Texts, probed media and the first part's kind ("text", "image" or "") of ``contents``.
+            ) -> tuple[list[str], list[Media], str, int]:
+    """Texts, probed media, the first part's kind ("text", "image" or "") of ``contents``
+    and how many texts come before the first media part (all of them if none does).
 
     Inline data goes through media.probe (images and PDF/audio/video); ``fileData`` parts
     through ``files.file_part`` (ignored without ``files``). ApiError 400 for bad media.
@@ -87,6 +104,7 @@ def collect(contents: Any, files: FileParts | None = None
     texts: list[str] = []
     media: list[Media] = []
     first = ""
+    lead: int | None = None
     for content in contents if isinstance(contents, list) else []:
         for part in parts(content):
             item = _part(part, files)
@@ -96,13 +114,15 @@ def collect(contents: Any, files: FileParts | None = None
             elif item is not None:
                 media.append(item)
                 first = first or "image"
-    return texts, media, first
+                lead = len(texts) if lead is None else lead
+    return texts, media, first, len(texts) if lead is None else lead
 
 
 def parse_generate(model: str, body: bytes, files: FileParts | None = None) -> GenerateRequest:
     """Parse and validate a generateContent body, probing every inline or file part.
 
-    ApiError 400: body over MAX_REQUEST_BYTES, not a JSON object, no contents, bad media.
+    ApiError 400: body over MAX_REQUEST_BYTES, not a JSON object, no contents, bad media,
+    bad serviceTier; 403 for any ``cachedContent`` (module docstring).
     """
     if len(body) > MAX_REQUEST_BYTES:
         raise ApiError(400, MSG_TOO_LARGE)
@@ -112,10 +132,26 @@ def parse_generate(model: str, body: bytes, files: FileParts | None = None) -> G
 def parse_payload(model: str, payload: dict[str, Any],
                   files: FileParts | None = None) -> GenerateRequest:
     """Validate a parsed GenerateContentRequest dict (also one batch line's request)."""
-    texts, media, first = collect(payload.get("contents"), files)
+    if get_field(payload, "cachedContent", "cached_content"):
+        raise ApiError(403, MSG_CACHE_NOT_FOUND)
+    tier = service_tier(get_field(payload, "serviceTier", "service_tier"))
+    texts, media, first, lead = collect(payload.get("contents"), files)
     if not first:
         raise ApiError(400, MSG_NO_CONTENTS)
     system = text_of(get_field(payload, "systemInstruction", "system_instruction"))
     config = get_field(payload, "generationConfig", "generation_config")
     return GenerateRequest(model, media, texts, system,
-                           config if isinstance(config, dict) else {}, first)
+                           config if isinstance(config, dict) else {}, first,
+                           tuple(texts[:lead]), tier)
+
+
+def service_tier(value: Any) -> str:
+    """A request's serviceTier as "standard", "flex" or "priority" (None and
+    "unspecified": standard; any case); ApiError 400 for another value."""
+    if value is None:
+        return "standard"
+    tier = str(value).strip().lower().removeprefix("service_tier_")
+    tier = "standard" if tier == "unspecified" else tier
+    if tier not in SERVICE_TIERS:
+        raise ApiError(400, f"Invalid value at 'service_tier' (ServiceTier), \"{value}\"")
+    return tier

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .answers import DEFAULT_EMBED_DIM, build_response, embedding_vector
+from .answers import DEFAULT_EMBED_DIM, build_response, embedding_vector, prompt_tokens
 from .behaviour import Behaviour, Garbled, garbled_response
 from .contents import THREAD_DECODE_BYTES, FileParts, GenerateRequest, parse_generate, parts
 from .stats import EmulatorStats, ImageRecord
@@ -108,28 +108,45 @@ class ModelsApi:
             if err.code == 429:
                 self.stats.rate_limited += 1
                 self.stats.day_limited += err.quota in ("rpd", "embed_rpd")
+                self.stats.token_limited += err.quota == "tpm"
             return error_response(err)
         except Garbled:
             return garbled_response()
 
     # ----- generateContent --------------------------------------------------------------
     async def generate(self, request: web.Request, model: str, body: bytes) -> dict[str, Any]:
-        """generateContent: quota, parse (in a thread if large), record, sleep, scripted or
-        injected failure, then the answer (answers.build_response)."""
-        self._behaviour.admit(model)
+        """generateContent: request quotas, parse (in a thread if large), token quota,
+        record, sleep (plus the flex wait), flex shed, scripted or injected failure, then
+        the answer (answers.build_response) with the implicit cache's tokens."""
+        counted_at = self._behaviour.admit(model)
         if len(body) > THREAD_DECODE_BYTES:
             req = await asyncio.to_thread(parse_generate, model, body, self._files)
         else:
             req = parse_generate(model, body, self._files)
+        self._behaviour.admit_tokens(model, prompt_tokens(req), counted_at)
         self.stats.image_bytes += sum(m.nbytes for m in req.media)
         self.stats.keep(self.stats.images, self._records.record(req))
+        self.stats.service_tiers[req.service_tier] += 1
         script = self._behaviour.script_for(req.media[0].sha256 if req.media else None)
-        await self._behaviour.generate_delay(script)
+        flex = req.service_tier == "flex"
+        await self._behaviour.generate_delay(script, flex)
+        if flex:
+            self._shed()
         self._behaviour.raise_scripted(script, request_key(request) or "")
         if self._behaviour.fault_due():
             self.stats.injected_faults += 1
             raise ApiError(503, MSG_OVERLOADED)
-        return build_response(req, script.kind if script else None)
+        cached = self._behaviour.cached_tokens(req)
+        self.stats.cached_tokens += cached
+        return build_response(req, script.kind if script else None, cached, echo_tier=True)
+
+    def _shed(self) -> None:
+        """Shed a flex request when the shed RNG says so, counting it."""
+        try:
+            self._behaviour.raise_shed()
+        except ApiError:
+            self.stats.flex_shed += 1
+            raise
 
     # ----- embeddings -------------------------------------------------------------------
     async def batch_embed(self, request: web.Request, model: str,

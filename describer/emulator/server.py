@@ -6,7 +6,8 @@ it receives, answers with deterministic media-derived text, Google-shaped usage 
 Google-shaped errors (400, 403, 404, 429, 500, 503), and records what it saw.
 
 Where each part lives: models.py (generateContent, embeddings), files.py (Files API),
-batches.py and jobs.py (Batch API), behaviour.py (quota, latency, faults, scripts),
+batches.py and jobs.py (Batch API), behaviour.py (latency, faults, flex, scripts) with
+settings.py (EmulatorSettings), quota.py (quotas) and caching.py (implicit cache),
 contents.py / media.py / answers.py (requests in, answers out), wire.py (errors and JSON),
 stats.py (what tests assert on), loopback.py (the aiohttp server lifecycle).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -28,6 +30,7 @@ from .contents import MAX_REQUEST_BYTES
 from .files import FilesApi
 from .loopback import LoopbackServer
 from .models import ModelsApi
+from .quota import Clock
 from .stats import BatchStats, EmulatorStats
 from .wire import ApiError, error_response
 
@@ -43,14 +46,17 @@ class GeminiEmulator(LoopbackServer):
     ``models`` (ModelsApi), ``files`` (FilesApi), ``batch`` (BatchApi; ``batch.stats`` is
     the Files and Batch API's BatchStats). Control routes: ``GET /_emulator/stats[?lists=0]``,
     ``POST /_emulator/reset``, ``GET|POST /_emulator/config``, ``POST /_emulator/script``,
-    ``GET|POST /_emulator/batch``, ``POST /_emulator/batch/force``.
+    ``GET|POST /_emulator/batch``, ``POST /_emulator/batch/force``. ``clock`` (seconds,
+    time.monotonic by default) is the time the quotas and the implicit cache read: a test
+    passes a fake one to step through a quota window without sleeping.
     """
 
     site_options: ClassVar[dict[str, Any]] = {"backlog": 4096}
 
-    def __init__(self, settings: EmulatorSettings | None = None) -> None:
+    def __init__(self, settings: EmulatorSettings | None = None,
+                 clock: Clock = time.monotonic) -> None:
         super().__init__()
-        self.behaviour = Behaviour(settings or EmulatorSettings())
+        self.behaviour = Behaviour(settings or EmulatorSettings(), clock)
         self.stats = EmulatorStats()
         shared = BatchStats()
         self.files = FilesApi(self.behaviour, shared, self._url)
@@ -105,17 +111,20 @@ class GeminiEmulator(LoopbackServer):
     def configure(self, **changes: Any) -> EmulatorSettings:
         """Replace some settings at run time (same names as EmulatorSettings); returns them.
 
-        Changing ``seed`` re-seeds the latency and fault RNGs.
+        Changing ``seed`` re-seeds the RNGs. ValueError (TypeError) for a bad value
+        (unknown name); the settings are then unchanged.
         """
         return self.behaviour.configure(**changes)
 
     def reset_stats(self) -> None:
-        """Zero ``stats`` and ``batch.stats`` in place and empty the rpm window (in-flight
-        requests stay counted). Scripts (and their remaining-failure counters), settings,
-        files, jobs and the day's rpd count are kept (see :meth:`reset_day`)."""
+        """Zero ``stats`` and ``batch.stats`` in place, empty the per-minute quotas (rpm,
+        tpm) and the implicit cache (in-flight requests stay counted). Scripts (and their
+        remaining-failure counters), settings, files, jobs and the day's rpd count are kept
+        (see :meth:`reset_day`)."""
         self.stats.reset()
         self.batch.stats.reset()
         self.behaviour.reset_window()
+        self.behaviour.cache.clear()
 
     def reset_day(self) -> None:
         """A new quota day: the rpd and embed_rpd counts start again from zero (at Google:
@@ -165,11 +174,12 @@ class GeminiEmulator(LoopbackServer):
 
 
 def _setting_changes(changes: Any) -> dict[str, Any]:
-    """Validate a JSON settings object; latencies as [low, high] or one number -> tuples."""
+    """Validate a JSON settings object; ranges (latency, embed_latency, flex_latency) as
+    [low, high] or one number -> tuples."""
     names = {f.name for f in dataclasses.fields(EmulatorSettings)}
     if not isinstance(changes, dict) or set(changes) - names:
         raise ValueError(f"expected a JSON object with keys among {sorted(names)}")
-    for key in ("latency", "embed_latency"):
+    for key in EmulatorSettings.range_names():
         if isinstance(changes.get(key), int | float):
             changes[key] = (changes[key], changes[key])
         elif key in changes:

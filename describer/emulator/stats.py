@@ -9,6 +9,7 @@ covers the Files and Batch APIs. Both are served as JSON by the control endpoint
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +57,12 @@ class EmulatorStats:
     embed_requests: batchEmbedContents/embedContent calls received;
     responses_by_status: HTTP status -> count, models endpoints only;
     rate_limited: 429 answers; day_limited: those of them for a per-day quota (rpd, embed_rpd);
+    token_limited: those of them for the input-token quota (tpm);
     injected_faults: 503s from ``fault_rate``;
+    service_tiers: admitted generate requests by serviceTier ("standard" when absent,
+    "flex", "priority"), a Counter;
+    flex_shed: flex requests shed (``flex_shed_rate``; counted in responses_by_status too);
+    cached_tokens: cachedContentTokenCount summed over the answers sent (implicit cache);
     request_bytes: HTTP body bytes received on models endpoints;
     image_bytes: decoded inline media bytes of admitted generate requests;
     in_flight / max_in_flight: generate requests being handled now / at most at once
@@ -74,7 +80,11 @@ class EmulatorStats:
     responses_by_status: dict[int, int] = field(default_factory=dict)
     rate_limited: int = 0
     day_limited: int = 0
+    token_limited: int = 0
     injected_faults: int = 0
+    service_tiers: Counter[str] = field(default_factory=Counter)
+    flex_shed: int = 0
+    cached_tokens: int = 0
     request_bytes: int = 0
     image_bytes: int = 0
     in_flight: int = 0
@@ -101,6 +111,7 @@ class EmulatorStats:
         """JSON-ready dict; ``lists=False`` leaves out images, request_times, batch_sizes."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["responses_by_status"] = {str(k): v for k, v in self.responses_by_status.items()}
+        out["service_tiers"] = dict(self.service_tiers)
         if lists:
             out["images"] = [r.to_dict() for r in self.images]
         else:

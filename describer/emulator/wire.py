@@ -66,6 +66,11 @@ MSG_QUOTA = (
     "For more information on this error, head to: "
     "https://ai.google.dev/gemini-api/docs/rate-limits."
 )
+#: A bare 429 as Gemini words it (googleapis/python-genai#1299); the emulator's flex shed.
+MSG_EXHAUSTED = "Resource has been exhausted (e.g. check quota)."
+#: Gemini's 503 for a model short of capacity (discuss.ai.google.dev reports, 2026).
+MSG_HIGH_DEMAND = ("This model is currently experiencing high demand. Spikes in demand are "
+                   "usually temporary. Please try again later.")
 MSG_SUSPENDED = "Permission denied: Consumer 'api_key:{key}' has been suspended."
 SUSPENDED_CONSUMER = "projects/123456789012"  # an invented project number, fixed
 
@@ -110,8 +115,9 @@ class ApiError(Exception):
 
 
 #: The quotas the emulator enforces, as Google names them in ``QuotaFailure`` violations:
-#: (quotaMetric, quotaId). The generate ones as seen in googleapis/python-genai#1875; the
-#: embedding one is modelled on them (no captured per-day embedding 429 was at hand).
+#: (quotaMetric, quotaId). The generate request ones as seen in googleapis/python-genai#1875,
+#: the input-token one in cline/cline#6058; the embedding one is modelled on them (no
+#: captured per-day embedding 429 was at hand).
 QUOTAS = {
     "rpm": ("generativelanguage.googleapis.com/generate_content_free_tier_requests",
             "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"),
