@@ -32,6 +32,7 @@ from .options import (
     input_options,
     model_options,
     output_option,
+    service_tier_option,
 )
 from .terminal import (
     EXIT_INTERRUPTED,
@@ -58,6 +59,7 @@ def cli() -> None:
 @cli.command(context_settings=HELP)
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @model_options
+@service_tier_option
 @input_options
 @click.option("--rpm", type=click.IntRange(min=1), envvar="DESCRIBER_RPM",
               help="Requests per minute of your quota: paced so none is refused "
