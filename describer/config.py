@@ -44,6 +44,33 @@ MEDIA_KINDS = ("image", "pdf", "audio", "video")
 #: gemini-3.8-flash, ai.google.dev/gemini-api/docs/pricing).
 THINKING_LEVELS = ("low", "medium", "high", "model")
 DEFAULT_THINKING = "low"
+#: ``--service-tier`` values. ``flex``: Gemini's Flex inference, "a 50% cost reduction
+#: compared to standard rates, in exchange for variable latency and best-effort
+#: availability" (ai.google.dev/gemini-api/docs/flex-inference); ``standard`` sends no tier
+#: (the API's default when the field is omitted, same page).
+SERVICE_TIERS = ("standard", "flex")
+DEFAULT_SERVICE_TIER = "standard"
+#: Seconds allowed for one model call unless ``--request-timeout`` says otherwise.
+DEFAULT_REQUEST_TIMEOUT = 180.0
+#: The same under ``--service-tier flex``: Flex's latency target is "Minutes (1-15 min
+#: target)" (ai.google.dev/gemini-api/docs/optimization), and it queues a request for up to
+#: 15 minutes before the first byte (docker/docker-agent#4348); 900 s of queueing plus 60 s
+#: for the answer itself.
+FLEX_REQUEST_TIMEOUT = 960.0
+
+
+def model_family(model: str) -> str:
+    """Which Gemini family ``model`` belongs to, for what differs by family: ``"legacy"``
+    (1.x and 2.0: no thinking), ``"2.5"`` (a ``thinking_budget``; image tokens follow the
+    size), ``"3"`` (Gemini 3 and later, and names describer does not know: a
+    ``thinking_level``; image tokens fixed per media resolution). A ``models/`` prefix is
+    ignored."""
+    name = model.removeprefix("models/")
+    if name.startswith(("gemini-1", "gemini-2.0")):
+        return "legacy"
+    if name.startswith("gemini-2.5"):
+        return "2.5"
+    return "3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +94,7 @@ class Config:
     max_output_tokens: int | None = None
     media_resolution: str | None = None  # low, medium, high: Gemini's media_resolution
     thinking: str = DEFAULT_THINKING  # low, medium, high, or model (send no level)
+    service_tier: str = DEFAULT_SERVICE_TIER  # standard (send none) or flex
 
     # What to take, and how it is read and prepared
     media: frozenset[str] = frozenset({"image"})  # --media kinds taken: image, pdf, audio, video
@@ -89,7 +117,7 @@ class Config:
     max_attempts: int = 5  # tries per download and per model call (429s not counted)
     max_quota_wait: float = DEFAULT_MAX_QUOTA_WAIT  # seconds of 429s one call may meet
     retry_wait: float = 1.0  # first backoff in seconds; doubles per attempt, capped at 60
-    request_timeout: float = 180.0
+    request_timeout: float | None = None  # seconds; None: by tier (see call_timeout)
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
 
@@ -121,7 +149,9 @@ class Config:
             (self.memory_budget is None or self.memory_budget >= 0,
              "--memory-budget must be 0 (no limit) or more"),
             (self.download_timeout > 0, "--download-timeout must be positive"),
-            (self.request_timeout > 0, "--request-timeout must be positive"),
+            (self.request_timeout is None or self.request_timeout > 0,
+             "--request-timeout must be positive"),
+            (self.service_tier in SERVICE_TIERS, "--service-tier is standard or flex"),
             (self.max_redirects >= 0, "--max-redirects must be 0 or more"),
             (self.rpm is None or self.rpm >= 1, "--rpm must be at least 1"),
             (self.tpm is None or self.tpm >= 1, "--tpm must be at least 1"),
@@ -151,6 +181,15 @@ class Config:
         if self.memory_budget == 0:
             return None
         return self.memory_budget or self.concurrency * BUDGET_PER_SLOT
+
+    @property
+    def call_timeout(self) -> float:
+        """Seconds allowed for one model call: ``request_timeout`` when set, else
+        ``FLEX_REQUEST_TIMEOUT`` (960) under ``--service-tier flex``, else
+        ``DEFAULT_REQUEST_TIMEOUT`` (180)."""
+        if self.request_timeout is not None:
+            return self.request_timeout
+        return FLEX_REQUEST_TIMEOUT if self.service_tier == "flex" else DEFAULT_REQUEST_TIMEOUT
 
     @property
     def in_flight(self) -> int:

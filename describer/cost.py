@@ -3,7 +3,11 @@
 Prices are US dollars per million tokens on the Gemini Developer API's paid tier, from
 https://ai.google.dev/gemini-api/docs/pricing as transcribed on 2026-10-07 (prompts up to
 200k tokens; output includes thinking tokens). The Batch API costs 50 % of these ("Batch
-API (50% cost reduction)", same page). Models not in the table get no estimate.
+API (50% cost reduction)", same page), and so does the Flex service tier. Models not in the
+table get no estimate.
+
+Before a call (``--dry-run``, and a per-item budget) the output is not known: it is an
+assumption, :func:`assumed_output`, and :func:`item_estimate` prices one item with it.
 """
 
 from __future__ import annotations
@@ -11,8 +15,25 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from .config import DEFAULT_SERVICE_TIER, model_family
+
 SOURCE = "ai.google.dev/gemini-api/docs/pricing, read 2026-10-07"
 BATCH_DISCOUNT = 0.5
+#: Price factor per ``--service-tier``. Flex: "a 50% cost reduction compared to standard
+#: rates" (ai.google.dev/gemini-api/docs/flex-inference); "Flex | 50% discount"
+#: (ai.google.dev/gemini-api/docs/optimization, pricing row).
+TIER_DISCOUNTS = {"standard": 1.0, "flex": 0.5}
+#: Answer tokens assumed per item before the call: the default prompt asks for "one or two
+#: sentences" of alt text, about 40 words, and "100 tokens is equal to about 60-80 English
+#: words" (ai.google.dev/gemini-api/docs/tokens): 50-67 tokens, taken as 60.
+ASSUMED_ANSWER_TOKENS = 60
+#: Thinking tokens assumed per item at each ``--thinking`` level. An assumption: Gemini
+#: publishes no per-level counts. Measured by a third party on Gemini 3.6 and 3.7 Flash
+#: (langchain-ai/openwiki#786, usageMetadata.thoughtsTokenCount, means of 3 runs): low 213
+#: and 159, the default level 356 and 373, high 891 and 753; each rounded up from the larger.
+#: ``medium`` and ``model`` take the default level's figure (MEDIUM is Gemini 3.8 Flash's
+#: default, see ``config.THINKING_LEVELS``); all stay under Gemini 2.5's budgets (1,024 up).
+ASSUMED_THINKING_TOKENS = {"low": 220, "medium": 380, "high": 900, "model": 380}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +82,13 @@ def estimate(
     batch: bool = False,
     on: dt.date | None = None,
     cached_tokens: int = 0,
+    tier: str = DEFAULT_SERVICE_TIER,
 ) -> float | None:
-    """Estimated USD for these tokens on ``model`` (half price with ``batch``), or None.
+    """Estimated USD for these tokens on ``model``, or None when it has no price here.
     ``output_tokens`` include thinking tokens (billed as output); ``cached_tokens``, the
-    part of ``input_tokens`` read from a cache, are charged at the cached price."""
+    part of ``input_tokens`` read from a cache, are charged at the cached price. The whole
+    is scaled by :func:`discount` (``batch``: the Batch API; ``tier``: the service tier).
+    Raises ValueError for an unknown tier, or a tier other than standard with ``batch``."""
     price = price_of(model, on)
     if price is None:
         return None
@@ -73,17 +97,84 @@ def estimate(
     dollars = (
         fresh * price.input + cached_tokens * cached_price + output_tokens * price.output
     ) / 1_000_000
-    return dollars * (BATCH_DISCOUNT if batch else 1.0)
+    return dollars * discount(batch, tier)
+
+
+def discount(batch: bool = False, tier: str = DEFAULT_SERVICE_TIER) -> float:
+    """The factor on standard prices: ``BATCH_DISCOUNT`` (0.5) on the Batch API, else the
+    tier's ``TIER_DISCOUNTS`` (flex 0.5, standard 1). Raises ValueError for an unknown tier
+    or for flex with ``batch``: the Batch API is a price of its own, not lowered by Flex."""
+    if tier not in TIER_DISCOUNTS:
+        raise ValueError(f"unknown service tier {tier!r}")
+    if batch and tier != DEFAULT_SERVICE_TIER:
+        raise ValueError(f"the Batch API takes no service tier (got {tier!r})")
+    return BATCH_DISCOUNT if batch else TIER_DISCOUNTS[tier]
+
+
+@dataclass(frozen=True, slots=True)
+class AssumedOutput:
+    """Output tokens assumed for one item before its call: ``answer`` and ``thinking``
+    (both billed as output)."""
+
+    answer: int
+    thinking: int
+
+    @property
+    def total(self) -> int:
+        """Answer plus thinking tokens."""
+        return self.answer + self.thinking
+
+
+def assumed_output(
+    model: str, thinking: str, max_output_tokens: int | None = None
+) -> AssumedOutput:
+    """The output assumed for one item: ``ASSUMED_ANSWER_TOKENS`` (60) and
+    ``ASSUMED_THINKING_TOKENS`` for the ``--thinking`` level (none on models that do not
+    think: 1.x, 2.0), the thinking first, both within ``max_output_tokens`` (which counts
+    thinking too). An assumption, not a measurement: label it wherever it is shown."""
+    thoughts = 0 if model_family(model) == "legacy" else ASSUMED_THINKING_TOKENS[thinking]
+    answer = ASSUMED_ANSWER_TOKENS
+    if max_output_tokens is not None:
+        thoughts = min(thoughts, max_output_tokens)
+        answer = min(answer, max_output_tokens - thoughts)
+    return AssumedOutput(answer, thoughts)
+
+
+def item_estimate(
+    model: str,
+    input_tokens: int,
+    thinking: str,
+    tier: str = DEFAULT_SERVICE_TIER,
+    *,
+    batch: bool = False,
+    max_output_tokens: int | None = None,
+    on: dt.date | None = None,
+) -> float | None:
+    """Estimated USD of one item before its call: ``input_tokens`` (image and text, e.g. from
+    ``limits.estimate_tokens``) plus :func:`assumed_output` for ``thinking`` (a
+    ``--thinking`` level) and ``max_output_tokens``, at ``tier``'s price (or the Batch API's
+    with ``batch``). None when ``model`` has no price here. Raises ValueError as
+    :func:`discount` does."""
+    output = assumed_output(model, thinking, max_output_tokens).total
+    return estimate(model, input_tokens, output, batch, on, tier=tier)
 
 
 def describe_cost(
-    model: str, input_tokens: int, output_tokens: int, batch: bool = False, cached_tokens: int = 0
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    batch: bool = False,
+    cached_tokens: int = 0,
+    tier: str = DEFAULT_SERVICE_TIER,
 ) -> str:
     """A phrase for the summary line, e.g. ``"est. $0.0123 (gemini-3.8-flash at $0.75/$3.75
-    per 1M tokens)"``, or says that the model has no price here."""
+    per 1M)"``, with ``", flex -50%"`` or ``", Batch API -50%"`` before the parenthesis
+    closes when those prices apply; or says that the model has no price here."""
     price = price_of(model)
-    dollars = estimate(model, input_tokens, output_tokens, batch, cached_tokens=cached_tokens)
+    dollars = estimate(model, input_tokens, output_tokens, batch, cached_tokens=cached_tokens,
+                       tier=tier)  # fmt: skip
     if price is None or dollars is None:
         return f"no price for {model} in describer's table"
-    note = ", Batch API -50%" if batch else ""
+    off = round((1 - discount(batch, tier)) * 100)
+    note = f", Batch API -{off}%" if batch else f", {tier} -{off}%" if off else ""
     return f"est. ${dollars:.4f} ({model} at ${price.input:.2f}/${price.output:.2f} per 1M{note})"

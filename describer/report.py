@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
+from .config import DEFAULT_SERVICE_TIER
 from .cost import describe_cost
 from .model import Result
 from .sources import SourceStats
@@ -30,6 +31,7 @@ class Tally:
     embedding_failed: int = 0
     model: str = ""
     batch: bool = False  # Batch API prices (half)
+    tier: str = DEFAULT_SERVICE_TIER  # the --service-tier whose prices apply (flex: half)
     media: frozenset[str] = frozenset({"image"})  # the --media kinds taken, for the wording
     started: float = field(default_factory=time.perf_counter)
 
@@ -73,7 +75,7 @@ class Tally:
         parts.append(self._tokens())
         if self.model:
             parts.append(describe_cost(self.model, self.input_tokens, self.output_tokens,
-                                       self.batch, self.cached_tokens))  # fmt: skip
+                                       self.batch, self.cached_tokens, self.tier))  # fmt: skip
         rate = done / elapsed if elapsed > 0 else 0.0
         parts.append(f"{elapsed:.1f} s, {rate:.1f} {noun}/s")
         head = "describer: interrupted: " if interrupted else "describer: "

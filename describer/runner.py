@@ -68,7 +68,7 @@ async def run(
     """
     stop = stop or asyncio.Event()
     progress = progress or Progress(config.progress)
-    tally = Tally(model=config.model, media=config.media)
+    tally = Tally(model=config.model, media=config.media, tier=config.service_tier)
     watch = QuotaWatch(progress.write, stop)
     async with gemini.connect(config) as connection:
         with open_sink(config.output, config.overwrite, config.model, config.prompt) as sink:

@@ -17,7 +17,15 @@ from ..output import open_sink, write_all
 from ..report import Tally
 from ..sources import SourceStats
 from .commands import check_arguments, cli
-from .options import HELP, ByteSize, connection_options, input_options, model_options, output_option
+from .options import (
+    HELP,
+    ByteSize,
+    connection_options,
+    input_options,
+    model_options,
+    output_option,
+    refuse_service_tier,
+)
 from .terminal import EXIT_OK, EXIT_SOME_FAILED, finish, say
 
 if TYPE_CHECKING:
@@ -41,6 +49,7 @@ def batch_group() -> None:
 @batch_group.command("submit", context_settings=HELP)
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @model_options
+@refuse_service_tier
 @input_options
 @connection_options
 @click.option("--wait", is_flag=True, help="Poll until every job is final, then fetch (-o).")

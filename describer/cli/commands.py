@@ -32,6 +32,7 @@ from .options import (
     input_options,
     model_options,
     output_option,
+    service_tier_option,
 )
 from .terminal import (
     EXIT_INTERRUPTED,
@@ -58,6 +59,7 @@ def cli() -> None:
 @cli.command(context_settings=HELP)
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @model_options
+@service_tier_option
 @input_options
 @click.option("--rpm", type=click.IntRange(min=1), envvar="DESCRIBER_RPM",
               help="Requests per minute of your quota: paced so none is refused "
@@ -71,21 +73,39 @@ def cli() -> None:
               help="Progress bar on stderr [default: when stderr is a terminal].")
 @click.option("--embed", is_flag=True, help="Add an embedding of each description.")
 @embed_options
-def describe(sources: tuple[str, ...], **options: Any) -> None:  # fmt: skip
+@click.option("--dry-run", is_flag=True,
+              help="Count the items and estimate the cost (standard, flex, batch) on stderr; "
+                   "nothing is downloaded, sent or written, no key needed.")
+def describe(sources: tuple[str, ...], dry_run: bool, **options: Any) -> None:  # fmt: skip
     """Describe images: one JSON line per SOURCE item, as each completes.
 
     SOURCE is an image file, a folder (recursive), an http(s) URL, a text file of URLs or
     paths (one per line, # comments), or - to read such lines from stdin.
 
-    Exit codes: 0 all described, 1 some failed, 2 usage or configuration error, 3 stopped
-    at a daily quota (rerun later to continue), 130 interrupted.
+    Exit codes: 0 all described (or --dry-run done), 1 some failed, 2 usage or
+    configuration error, 3 stopped at a daily quota (rerun later to continue), 130
+    interrupted.
     """
 
     def start() -> Coroutine[Any, Any, int]:
         check_arguments(sources)
-        return describe_main(Config(**options), sources)
+        config = Config(**options)
+        return dry_run_main(config, sources) if dry_run else describe_main(config, sources)
 
     finish(start)
+
+
+async def dry_run_main(
+    config: Config, sources: Sequence[str], stdin: IO[str] | None = None
+) -> int:
+    """``describe --dry-run``: the estimate's lines on stderr, nothing on stdout; exit 0.
+    Raises :class:`ConfigError` when ``-o FILE`` exists and is not describer's."""
+    from ..dryrun import dry_run
+
+    report = await dry_run(config, sources, stdin)
+    for line in report.lines():
+        say(line)
+    return EXIT_OK
 
 
 async def describe_main(

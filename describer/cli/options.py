@@ -15,9 +15,13 @@ from ..config import (
     DEFAULT_MAX_QUOTA_WAIT,
     DEFAULT_MODEL,
     DEFAULT_PROMPT,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SERVICE_TIER,
     DEFAULT_THINKING,
+    FLEX_REQUEST_TIMEOUT,
     INLINE_LIMIT_BYTES,
     MEDIA_KINDS,
+    SERVICE_TIERS,
     THINKING_LEVELS,
 )
 
@@ -119,8 +123,19 @@ connection_options = options(
                       "quota (exit 3; rerun to continue)."),
     click.option("--retry-wait", type=click.FloatRange(min=0), default=1.0, show_default=True,
                  help="First backoff in seconds; doubles per try (jittered, at most 60)."),
-    click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=180.0,
-                 show_default=True, help="Seconds allowed for one model call."),
+    click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True),
+                 help=f"Seconds allowed for one model call [default: {DEFAULT_REQUEST_TIMEOUT:g}; "
+                      f"{FLEX_REQUEST_TIMEOUT:g} with --service-tier flex]."),
+)  # fmt: skip
+
+#: Online calls only: ``batch submit`` refuses it (:data:`refuse_service_tier`), and does not
+#: read DESCRIBER_SERVICE_TIER, so a tier exported for describe neither changes nor breaks it.
+service_tier_option = click.option(
+    "--service-tier", type=click.Choice(SERVICE_TIERS), default=DEFAULT_SERVICE_TIER,
+    envvar="DESCRIBER_SERVICE_TIER", show_default=True,
+    help="flex: Gemini's Flex tier, half price, answers within minutes (1-15), best effort; "
+         f"--request-timeout then defaults to {FLEX_REQUEST_TIMEOUT:g} s "
+         "(env DESCRIBER_SERVICE_TIER).",
 )  # fmt: skip
 
 embed_options = options(
@@ -140,3 +155,20 @@ output_option = click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
     help="Write JSON lines here instead of stdout (resumed when it exists).",
 )  # fmt: skip
+
+
+def _refuse_tier(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        raise click.UsageError(
+            "batch submit takes no --service-tier: the Batch API has its own price, already "
+            "half of standard, which Flex does not lower further; --service-tier flex is for "
+            "describe's online calls",
+            ctx,
+        )
+
+
+#: ``batch submit --service-tier ...``: a usage error that says why (exit 2), not click's
+#: bare "No such option"; hidden from --help, and no environment variable is read.
+refuse_service_tier = click.option(
+    "--service-tier", hidden=True, expose_value=False, callback=_refuse_tier
+)

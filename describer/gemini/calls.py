@@ -41,7 +41,7 @@ async def generate(
     ``api_error``); blocked or empty answers come back as an :class:`Answer` with ``error``
     set, so their usage and finish_reason are kept."""
     started = time.perf_counter()
-    with gemini_errors(f"Gemini did not answer within {config.request_timeout:g} s"):
+    with gemini_errors(f"Gemini did not answer within {config.call_timeout:g} s"):
         response = await client.aio.models.generate_content(
             model=config.model, contents=[part, config.prompt], config=settings
         )

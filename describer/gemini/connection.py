@@ -64,12 +64,14 @@ def check_credentials(config: Config, env: Mapping[str, str] = os.environ) -> No
 def create_client(config: Config, session: aiohttp.ClientSession) -> genai.Client:
     """A google-genai client that sends over the run's ``session``.
 
-    The endpoint is ``config.base_url``, else ``GOOGLE_GEMINI_BASE_URL``, else Google's. The
-    SDK's own retries stay off (``attempts=1``): describer decides what is retried.
+    The endpoint is ``config.base_url``, else ``GOOGLE_GEMINI_BASE_URL``, else Google's. Each
+    call may take ``config.call_timeout`` seconds (180, or 960 under ``--service-tier flex``,
+    unless ``--request-timeout`` says otherwise). The SDK's own retries stay off
+    (``attempts=1``): describer decides what is retried.
     """
     options = types.HttpOptions(
         base_url=config.base_url,
-        timeout=int(config.request_timeout * 1000),  # milliseconds
+        timeout=int(config.call_timeout * 1000),  # milliseconds
         aiohttp_client=session,
         retry_options=types.HttpRetryOptions(attempts=1),
     )

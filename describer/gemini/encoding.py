@@ -12,7 +12,7 @@ from typing import Any
 
 from google.genai import types
 
-from ..config import MEDIA_RESOLUTIONS, Config
+from ..config import DEFAULT_SERVICE_TIER, MEDIA_RESOLUTIONS, Config, model_family
 from ..model import Prepared
 
 #: ``--thinking`` as a ``thinking_budget`` on Gemini 2.5 models, which take a budget, not a
@@ -41,10 +41,10 @@ def thinking_config(model: str, thinking: str) -> dict[str, Any] | None:
     ``HIGH``) on Gemini 3 and later, a ``thinking_budget`` (:data:`THINKING_BUDGETS`) on
     Gemini 2.5; None for ``model`` (the model's own default) and for models that do not
     think (1.x, 2.0)."""
-    name = model.removeprefix("models/")
-    if thinking == "model" or name.startswith(("gemini-1", "gemini-2.0")):
+    family = model_family(model)
+    if thinking == "model" or family == "legacy":
         return None
-    if name.startswith("gemini-2.5"):
+    if family == "2.5":
         return {"thinking_budget": THINKING_BUDGETS[thinking]}
     return {"thinking_level": thinking.upper()}
 
@@ -52,15 +52,22 @@ def thinking_config(model: str, thinking: str) -> dict[str, Any] | None:
 def generation_config(config: Config) -> types.GenerateContentConfig | None:
     """The ``GenerateContentConfig`` shared by every call of a run, or None when no option is
     set: google-genai converts a config field by field on every call (a third of the CPU
-    per small image), and with None it skips that."""
+    per small image), and with None it skips that.
+
+    Online calls also carry ``service_tier`` when ``--service-tier`` is not standard
+    (google-genai sends it as the request's top-level ``serviceTier``); under standard
+    nothing is sent, the API's default."""
     settings = generation_settings(config)
+    if config.service_tier != DEFAULT_SERVICE_TIER:
+        settings["service_tier"] = config.service_tier
     return types.GenerateContentConfig(**settings) if settings else None
 
 
 def request_json(media: dict[str, Any], config: Config) -> dict[str, Any]:
     """One ``GenerateContentRequest`` as REST JSON (a Batch API request line's ``request``):
     ``media`` (from :func:`inline_json` or :func:`file_json`) first, then the prompt, with
-    the settings of :func:`generation_settings`."""
+    the settings of :func:`generation_settings`. No service tier: the Batch API is a price
+    of its own (half), which Flex does not lower further."""
     settings = generation_settings(config)
     body: dict[str, Any] = {
         "contents": [{"role": "user", "parts": [media, {"text": config.prompt}]}],
