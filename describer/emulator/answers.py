@@ -230,7 +230,8 @@ def build_response(req: GenerateRequest, shape: str | None, cached: int = 0,
     :func:`thinking_tokens`; totalTokenCount their sum; with ``echo_tier``, serviceTier
     the request's ("standard" / "flex"), as a generateContent answer of 2026-09 carried it
     (``"serviceTier":"standard"`` in usageMetadata, a public curl probe log). Batch result
-    lines leave it out: no captured line shows their usageMetadata.
+    lines carry it too: no captured line shows their usageMetadata, and a field the client's
+    SDK does not know yet is the harsher case.
 
     Thinking counts against ``maxOutputTokens``, first: the answer gets what thinking left;
     none left gives a candidate with finishReason MAX_TOKENS and no parts, and

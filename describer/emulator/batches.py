@@ -240,7 +240,8 @@ class BatchApi:
             self._behaviour.raise_scripted(script, key=None)
         except ApiError as err:
             return {"error": err.body()["error"]}
-        return {"response": build_response(parsed, script.kind if script else None)}
+        return {"response": build_response(parsed, script.kind if script else None,
+                                           echo_tier=True)}
 
     def _finish(self, job: BatchJob, parsed: list[GenerateRequest | ApiError], state: str,
                 version: str) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from google.genai import types
+from pydantic import BaseModel
+from pydantic.alias_generators import to_camel
 
 from ..model import Answer, ErrorType, ItemError, Usage
 
@@ -52,8 +54,41 @@ def interpret(
 
 def interpret_json(response: dict[str, Any]) -> Answer:
     """:func:`interpret` for a response given as REST JSON (a Batch API result line's
-    ``response``); no latency."""
-    return interpret(types.GenerateContentResponse.model_validate(response), None)
+    ``response``); no latency. Fields this google-genai does not know are dropped, as its
+    online path drops them: its types refuse unknown fields, and Gemini adds fields (e.g.
+    ``usageMetadata.serviceTier``) before the SDK knows them."""
+    known = _known(types.GenerateContentResponse, response)
+    return interpret(types.GenerateContentResponse.model_validate(known), None)
+
+
+def _known(model: type[BaseModel], data: Any) -> Any:
+    """``data`` (REST JSON for ``model``) without the keys ``model`` does not declare, at
+    every depth; values that are not objects are left as they are."""
+    if not isinstance(data, dict):
+        return data
+    fields = {}
+    for name, info in model.model_fields.items():
+        fields[name] = fields[info.alias or to_camel(name)] = info.annotation
+    return {key: _fit(fields[key], value) for key, value in data.items() if key in fields}
+
+
+def _fit(annotation: Any, value: Any) -> Any:
+    inner = _model_in(annotation)
+    if inner is None:
+        return value
+    if isinstance(value, list):
+        return [_known(inner, item) for item in value]
+    return _known(inner, value)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (``X``, ``X | None``, ``list[X]``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if (found := _model_in(arg)) is not None:
+            return found
+    return None
 
 
 def _answer_error(text: str | None, finish: str | None, max_tokens: int | None) -> ItemError | None:
