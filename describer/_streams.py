@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -102,7 +103,24 @@ async def iterate_in_thread(items: Iterator[T], buffer: int = 256) -> AsyncItera
         stop.set()
 
 
-async def bounded_map(
+@asynccontextmanager
+async def closing(stream: AsyncIterable[T]) -> AsyncIterator[AsyncIterable[T]]:
+    """``stream``, closed (``aclose``, when it has one) when the block ends however it ends.
+
+    A generator that iterates another and is closed while suspended at its own ``yield``
+    does not close the one it iterates: that one (and the items it has in flight) would run
+    on until the event loop finalizes it, after the run's HTTP session is closed. Each
+    stage that wraps a stream iterates it inside ``async with closing(stream)``.
+    """
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def bounded_map(
     items: Iterator[S],
     process: Callable[[S], Awaitable[R]],
     limit: int,
@@ -117,9 +135,7 @@ async def bounded_map(
     turn per-item failures into results: an exception it raises ends the run (after
     cancelling the items in flight).
     """
-    mapper = _BoundedMap(process, limit)
-    async for result in mapper.run(items, stop):
-        yield result
+    return _BoundedMap(process, limit).run(items, stop)  # closing it cancels those in flight
 
 
 class _BoundedMap(Generic[S, R]):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from . import gemini
-from ._streams import Batcher, Channel
+from ._streams import Batcher, Channel, closing
 from .config import Config
 from .errors import ItemFailure, QuotaExhausted, redact
 from .limits import Throttle
@@ -116,8 +116,9 @@ def embed_results(
         return replace(result, embedding=outcome.vector, embedding_error=outcome.error)
 
     async def marked() -> AsyncIterator[Result]:
-        async for result in results:
-            yield replace(result, embedding_model=embedder.model)
+        async with closing(results):
+            async for result in results:
+                yield replace(result, embedding_model=embedder.model)
 
     return embed_stream(
         marked(), embedder, lambda r: r.description if r.ok else None, attach,
@@ -172,11 +173,12 @@ async def _read(
     out: Channel[T],
 ) -> None:
     try:
-        async for item in items:
-            if text_of(item) is None:
-                out.put_nowait(item)
-            else:
-                await batcher.put(item)
+        async with closing(items):
+            async for item in items:
+                if text_of(item) is None:
+                    out.put_nowait(item)
+                else:
+                    await batcher.put(item)
     finally:
         await batcher.close()
 

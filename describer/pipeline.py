@@ -16,7 +16,7 @@ from dataclasses import replace
 import aiohttp
 
 from . import gemini
-from ._streams import bounded_map
+from ._streams import bounded_map, closing
 from .config import Config
 from .describe import Describer
 from .download import MAX_RETRY_AFTER_S, source_bytes
@@ -53,12 +53,16 @@ async def describe_stream(
     """
     reader = reader or SourceReader(config.follow_symlinks, media=config.media)
     if connection is None:
-        async with gemini.connect(config) as opened:
-            async for result in _stream(reader.iter(sources), config, opened, stop, watch):
+        async with (
+            gemini.connect(config) as opened,
+            closing(_stream(reader.iter(sources), config, opened, stop, watch)) as s,
+        ):
+            async for result in s:
                 yield result
         return
-    async for result in _stream(reader.iter(sources), config, connection, stop, watch):
-        yield result
+    async with closing(_stream(reader.iter(sources), config, connection, stop, watch)) as s:
+        async for result in s:
+            yield result
 
 
 def _stream(

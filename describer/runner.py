@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from . import gemini
+from ._streams import closing
 from .config import Config
 from .errors import OutputError
 from .limits.watch import QuotaWatch
@@ -106,10 +107,11 @@ async def _quota_line(
 
 
 async def _done(results: AsyncIterator[Result], watch: QuotaWatch) -> AsyncIterator[Result]:
-    """``results`` without those a per-day quota left not done."""
-    async for result in results:
-        if result.source not in watch.not_done:
-            yield result
+    """``results`` without those a quota stop left not done."""
+    async with closing(results):
+        async for result in results:
+            if result.source not in watch.not_done:
+                yield result
 
 
 async def _write(
@@ -119,15 +121,20 @@ async def _write(
     progress: Progress,
     watch: QuotaWatch,
 ) -> tuple[bool, str | None]:
-    """Write every result that is done; (cancelled, the output error that stopped the run)."""
+    """Write every result that is done; (cancelled, the output error that stopped the run).
+
+    The stream is closed here, whatever happens, before the run's session is: closing the
+    outer stage closes ``results`` and cancels the items in flight. (Left to the garbage
+    collector, it would be closed later, concurrently with anything else closing it.)"""
+    done = _done(results, watch)
     try:
-        await write_all(_done(results, watch), sink, tally, progress)
+        await write_all(done, sink, tally, progress)
     except asyncio.CancelledError:
         return True, None
     except OutputError as exc:
         return False, str(exc)
     finally:
-        await results.aclose()  # items still in flight are cancelled
+        await done.aclose()  # closes results too: items still in flight are cancelled
         progress.close()
     return False, None
 

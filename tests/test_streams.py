@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from describer._streams import bounded_map
+from describer._streams import bounded_map, closing
 
 
 async def test_an_exception_from_process_ends_the_stream_with_it_instead_of_losing_the_item(
@@ -56,3 +56,31 @@ async def test_a_stop_set_after_the_last_item_was_read_still_ends_the_stream() -
     async with asyncio.timeout(10):  # a bound on a hang, not a measurement
         got = [result async for result in bounded_map(items(), process, limit=2, stop=stop)]
     assert got == [1]
+
+
+async def test_closing_a_stage_closes_the_stream_it_wraps_and_its_items_in_flight() -> None:
+    # A stage that wraps a stream and is closed at its own yield must close the stream it
+    # wraps: else the items in flight run on after the run has closed its HTTP session.
+    cancelled, in_flight = asyncio.Event(), asyncio.Event()
+
+    async def process(item: int) -> int:
+        if item == 0:
+            return 0
+        try:
+            in_flight.set()
+            await asyncio.Event().wait()  # at the model for ever
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return item
+
+    async def stage(stream: AsyncIterator[int]) -> AsyncIterator[int]:
+        async with closing(stream):
+            async for result in stream:
+                yield result
+
+    outer = stage(bounded_map(iter(range(3)), process, limit=3))
+    assert await anext(outer) == 0
+    await in_flight.wait()
+    await outer.aclose()
+    assert cancelled.is_set()

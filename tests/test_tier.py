@@ -122,7 +122,9 @@ async def test_an_explicit_request_timeout_wins_under_flex(
             "--max-attempts", "1", "--no-progress"]  # fmt: skip
     done = await cli_async(args, _env(tap))
     assert done.returncode == 1, done.stderr
-    [record] = _records(done.stdout)
+    records = _records(done.stdout)
+    assert len(records) == 1, done.stderr
+    [record] = records
     assert record["error"] == {"type": "timeout",
                                "message": "Gemini did not answer within 0.5 s"}  # fmt: skip
 
