@@ -112,6 +112,7 @@ class Config:
     rpm: int | None = None  # requests per minute allowed by the quota
     tpm: int | None = None  # input tokens per minute allowed by the quota
     quota_window: float = 60.0  # seconds over which --rpm/--tpm are counted (Gemini: a minute)
+    max_cost: float | None = None  # US dollars this run may spend on model calls (estimated)
 
     # Retries and the connection to Gemini
     max_attempts: int = 5  # tries per download and per model call (429s not counted)
@@ -156,6 +157,7 @@ class Config:
             (self.rpm is None or self.rpm >= 1, "--rpm must be at least 1"),
             (self.tpm is None or self.tpm >= 1, "--tpm must be at least 1"),
             (self.quota_window > 0, "quota_window must be positive"),
+            (self.max_cost is None or self.max_cost > 0, "--max-cost must be positive"),
             (self.max_attempts >= 1, "--max-attempts must be at least 1"),
             (self.max_quota_wait > 0, "--max-quota-wait must be positive"),
             (self.retry_wait >= 0, "--retry-wait must be 0 or more"),

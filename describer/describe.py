@@ -15,6 +15,7 @@ from . import gemini
 from .config import Config
 from .errors import ItemFailure, QuotaExhausted
 from .limits import Throttle, estimate_tokens
+from .limits.spend import Spend
 from .model import Answer, ErrorType, Prepared
 from .quotas import Quota
 from .retries import model_retrying
@@ -41,6 +42,7 @@ class Describer:
             config.concurrency, config.rpm, config.tpm, config.quota_window, on_quota
         )
         self._text = config.prompt + (config.system_instruction or "")
+        self._spend = Spend(config)
 
     async def answer(self, prepared: Prepared) -> Answer:
         """The model's answer for one item, with the number of calls it took (429s
@@ -68,9 +70,15 @@ class Describer:
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     async def _call(self, part: types.Part, estimate: int) -> Answer:
-        """One model call under the throttle, its token estimate corrected from usage."""
-        async with self._throttle.permit(estimate) as permit:
-            answer = await gemini.generate(self._client, part, self._config, self._settings)
+        """One model call under ``--max-cost`` and the throttle, its token estimate
+        corrected from usage."""
+        reserved = self._spend.reserve(estimate)
+        answer: Answer | None = None
+        try:
+            async with self._throttle.permit(estimate) as permit:
+                answer = await gemini.generate(self._client, part, self._config, self._settings)
+        finally:
+            self._spend.settle(reserved, answer.usage if answer else None)
         if answer.usage is not None:
             self._throttle.correct_tokens(permit, answer.usage.input_tokens)
         return answer

@@ -44,12 +44,12 @@ class ItemFailure(Exception):
 
 
 class QuotaExhausted(ItemFailure):
-    """A quota stopped the run: a per-day quota is spent, the quota is 0, or calls were
-    refused for longer than ``--max-quota-wait``. Nothing more is sent this run; the item is
-    not done (no record is written; a rerun does it), and it is not retried. ``message``
-    says which of these it was."""
+    """A quota stopped the run: a per-day quota is spent, the quota is 0, calls were refused
+    for longer than ``--max-quota-wait``, or the run's own ``--max-cost`` is reached
+    (``quota`` None). Nothing more is sent this run; the item is not done (no record is
+    written; a rerun does it), and it is not retried. ``message`` says which it was."""
 
-    def __init__(self, quota: Quota, message: str) -> None:
+    def __init__(self, quota: Quota | None, message: str) -> None:
         super().__init__(ErrorType.RATE_LIMITED, message, quota=quota)
         self.stop_quota = quota
 

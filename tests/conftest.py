@@ -26,7 +26,7 @@ TEST_KEY = "test-key-not-secret"
 ISOLATED_VARIABLES = (
     "GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_CLOUD_PROJECT",
     "GOOGLE_CLOUD_LOCATION", "GOOGLE_GEMINI_BASE_URL", "DESCRIBER_MODEL", "DESCRIBER_RPM",
-    "DESCRIBER_TPM",
+    "DESCRIBER_TPM", "DESCRIBER_MAX_COST", "DESCRIBER_SERVICE_TIER",
 )
 #: Runs the describe-images command line in a child process.
 CLI = [sys.executable, "-c", "from describer.cli import main; main()"]

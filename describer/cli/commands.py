@@ -66,6 +66,10 @@ def cli() -> None:
                    "(env DESCRIBER_RPM).")
 @click.option("--tpm", type=click.IntRange(min=1), envvar="DESCRIBER_TPM",
               help="Input tokens per minute of your quota (env DESCRIBER_TPM).")
+@click.option("--max-cost", type=click.FloatRange(min=0, min_open=True), metavar="USD",
+              envvar="DESCRIBER_MAX_COST",
+              help="Stop taking items once the estimated spend, calls in flight included, "
+                   "would pass USD (exit 3; a rerun continues; env DESCRIBER_MAX_COST).")
 @connection_options
 @output_option
 @click.option("--overwrite", is_flag=True, help="Start -o FILE afresh instead of resuming it.")

@@ -58,7 +58,7 @@ class QuotaWatch:
 
 
 def stop_line(
-    quota: Quota,
+    quota: Quota | None,
     done: str,
     remaining: int | None,
     resumable: bool,
@@ -68,9 +68,9 @@ def stop_line(
     """Why a run stopped at ``quota`` and what to do: ``done`` says what was done (``"20
     described"``), ``remaining`` how many are left (None: not known, e.g. sources read from
     stdin); ``resumable`` is False without ``-o FILE``. A per-day quota says when it resets
-    (midnight Pacific); any other stop gives ``reason``."""
+    (midnight Pacific); any other stop (``quota`` None: ``--max-cost``) gives ``reason``."""
     rest = "the rest remain" if remaining is None else f"{remaining} remain"
-    if quota.daily:
+    if quota is not None and quota.daily:
         wait = hours_minutes(until_reset(now or datetime.now(UTC)))
         why = f"daily quota spent ({quota.describe()}); it resets at midnight Pacific, in {wait}"
     else:
