@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from . import gemini
 from .config import Config
 from .errors import ItemFailure, QuotaExhausted
-from .limits import Throttle, estimate_tokens
+from .limits import Throttle, request_tokens
 from .limits.spend import Spend
 from .model import Answer, ErrorType, Prepared
 from .quotas import Quota
@@ -41,7 +41,6 @@ class Describer:
         self._throttle = Throttle(
             config.concurrency, config.rpm, config.tpm, config.quota_window, on_quota
         )
-        self._text = config.prompt + (config.system_instruction or "")
         self._spend = Spend(config)
 
     async def answer(self, prepared: Prepared) -> Answer:
@@ -52,7 +51,7 @@ class Describer:
         the item is not done. Raises :class:`ItemFailure` when media over the inline limit
         cannot be uploaded."""
         config = self._config
-        estimate = estimate_tokens(prepared.media, self._text, config.media_resolution)
+        estimate = request_tokens(prepared.media, config)
         policy = model_retrying(config.max_attempts, config.retry_wait, config.max_quota_wait)
         async with gemini.media_part(self._client, prepared, config) as part:
             attempts = 0

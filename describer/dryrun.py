@@ -25,17 +25,13 @@ from .config import DEFAULT_SERVICE_TIER, Config, model_family
 from .cost import AssumedOutput, assumed_output, describe_cost, estimate
 from .errors import ConfigError, ItemFailure
 from .formats import RASTER, SNIFF_BYTES, Format, accepted, sniff
-from .limits import estimate_tokens
-from .limits.tokens import RESOLUTION_IMAGE_TOKENS
+from .limits import estimate_tokens, request_tokens
+from .limits.tokens import GEMINI3_DEFAULT_RESOLUTION, RESOLUTION_IMAGE_TOKENS
 from .model import Media, Source, SourceKind
 from .prepare import plan  # importing prepare also lets Pillow open HEIC/HEIF headers
 from .resume import scan
 from .sources import SourceReader, SourceStats
 
-#: ``--media-resolution`` taken on Gemini 3 when none is given: Gemini 3's token table gives
-#: an image 1120 tokens at ``MEDIA_RESOLUTION_UNSPECIFIED`` (the default), the same as at
-#: ``high`` (ai.google.dev/gemini-api/docs/media-resolution, "Token counts").
-GEMINI3_DEFAULT_RESOLUTION = "high"
 #: Size assumed for an image URL when the model's image tokens follow the size (Gemini 2.5
 #: and older): a dry run downloads nothing, so the size is unknown. 1920x1080 (Full HD, a
 #: common size for photos on the web): 3x2 tiles of 768 px, 1,548 tokens.
@@ -153,16 +149,12 @@ def _scan(config: Config, sources: Sequence[str], stdin: IO[str] | None) -> DryR
     report = DryRun(config, assumed_output(config.model, config.thinking,
                                            config.max_output_tokens))  # fmt: skip
     reader = SourceReader(config.follow_symlinks, stdin, done=_done(config), media=config.media)
-    text = config.prompt + (config.system_instruction or "")
-    resolution = config.media_resolution
-    if resolution is None and model_family(config.model) == "3":
-        resolution = GEMINI3_DEFAULT_RESOLUTION
     for source in reader.iter(sources):
         media = _media_of(source, config)
         if media is None:
             report.would_fail += 1
             continue
-        report.input_tokens += estimate_tokens(media, text, resolution)
+        report.input_tokens += request_tokens(media, config)
         if source.kind is SourceKind.URL:
             report.urls += 1
         else:

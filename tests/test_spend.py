@@ -14,7 +14,7 @@ from describer import Config
 from describer.cost import estimate, item_estimate
 from describer.emulator import GeminiEmulator, ImageServer
 from describer.errors import ConfigError
-from describer.limits import estimate_tokens
+from describer.limits import request_tokens
 from describer.limits.spend import Spend
 from describer.model import Media
 
@@ -46,7 +46,7 @@ async def test_max_cost_stops_before_the_next_call_would_pass_it_and_a_rerun_con
     assert first.code == 3 and 0 < len(records) < 20
     assert all(r["error"] is None for r in records)  # held back, not failed
     spent = _spent(records, model)
-    tokens = estimate_tokens(Media("image/jpeg", 48, 48, 1), Config().prompt)
+    tokens = request_tokens(Media("image/jpeg", 48, 48, 1), Config())
     one_more = item_estimate(model, tokens, Config().thinking)
     assert one_more is not None
     assert spent <= LIMIT < spent + one_more  # it stopped at the first call that would pass

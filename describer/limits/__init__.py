@@ -10,7 +10,7 @@ byte budget (``--memory-budget``).
 
 from .budget import ByteBudget, Lease
 from .quota import MIN_MARGIN_S, AdaptiveLimit, Gate, Permit, Throttle
-from .tokens import estimate_tokens
+from .tokens import estimate_tokens, request_tokens
 
 __all__ = [
     "MIN_MARGIN_S",
@@ -21,4 +21,5 @@ __all__ = [
     "Permit",
     "Throttle",
     "estimate_tokens",
+    "request_tokens",
 ]

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import math
 
+from ..config import Config, model_family
 from ..model import Media
 
 #: Tokens per image at each --media-resolution on Gemini 3 models
 #: (ai.google.dev/gemini-api/docs/media-resolution, token counts table).
 RESOLUTION_IMAGE_TOKENS = {"low": 280, "medium": 560, "high": 1120}
+#: ``--media-resolution`` taken on Gemini 3 when none is given: Gemini 3's token table gives
+#: an image 1120 tokens at ``MEDIA_RESOLUTION_UNSPECIFIED`` (the default), the same as at
+#: ``high`` (ai.google.dev/gemini-api/docs/media-resolution, "Token counts").
+GEMINI3_DEFAULT_RESOLUTION = "high"
+
+
+def request_tokens(media: Media, config: Config) -> int:
+    """Input tokens of one request of this run before it is sent (for ``--tpm``,
+    ``--max-cost`` and ``--dry-run``): :func:`estimate_tokens` of the prompt and system
+    instruction, at ``--media-resolution``, or on Gemini 3 without one at the model's default
+    (``GEMINI3_DEFAULT_RESOLUTION``)."""
+    resolution = config.media_resolution
+    if resolution is None and model_family(config.model) == "3":
+        resolution = GEMINI3_DEFAULT_RESOLUTION
+    text = config.prompt + (config.system_instruction or "")
+    return estimate_tokens(media, text, resolution)
 
 
 def estimate_tokens(media: Media, text: str, resolution: str | None = None) -> int:
