@@ -24,7 +24,8 @@ class ItemFailure(Exception):
     ``retryable`` marks transient failures (408, 429, 5xx, timeouts, connection errors);
     ``retry_after`` is the server's requested delay in seconds (Gemini's
     ``RetryInfo.retryDelay``, an HTTP ``Retry-After``), when it gave one; ``quota`` the
-    quota a 429 says was spent (:mod:`describer.quotas`).
+    quota a 429 says was spent (:mod:`describer.quotas`), ``quotas`` every quota it names
+    (one per ``QuotaFailure`` violation; ``(quota,)`` when not given).
     """
 
     def __init__(
@@ -35,12 +36,14 @@ class ItemFailure(Exception):
         retryable: bool = False,
         retry_after: float | None = None,
         quota: Quota | None = None,
+        quotas: tuple[Quota, ...] = (),
     ) -> None:
         super().__init__(message)
         self.error = ItemError(type_, message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.quota = quota
+        self.quotas = quotas or ((quota,) if quota is not None else ())
 
 
 class QuotaExhausted(ItemFailure):

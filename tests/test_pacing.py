@@ -76,9 +76,11 @@ def test_the_slow_start_halves_the_gap_each_wave_then_ends() -> None:
     assert gaps == [START_SPACING_S / 2**wave for wave in range(6)] + [0.0]
 
 
-def _refusal(quota: Quota, retry_after: float | None = 0.0) -> ItemFailure:
+def _refusal(
+    quota: Quota, retry_after: float | None = 0.0, also: tuple[Quota, ...] = ()
+) -> ItemFailure:
     return ItemFailure(ErrorType.RATE_LIMITED, "429", retryable=True, retry_after=retry_after,
-                       quota=quota)  # fmt: skip
+                       quota=quota, quotas=(quota, *also))  # fmt: skip
 
 
 async def _refuse(throttle: Throttle, failure: ItemFailure) -> None:
@@ -94,8 +96,7 @@ async def test_a_throttle_paces_to_the_lowest_quota_a_429_names_and_never_above_
     assert (throttle.rpm, throttle.tpm) == (50, None)
     requests = Quota("requests", "minute", 20, "m", "GenerateRequestsPerMinute")
     tokens = Quota("tokens", "minute", 5000, "m", "GenerateContentInputTokensPerModelPerMinute")
-    await _refuse(throttle, _refusal(requests))
-    await _refuse(throttle, _refusal(tokens))
+    await _refuse(throttle, _refusal(requests, also=(tokens,)))  # one 429, two violations
     await _refuse(throttle, _refusal(Quota("requests", "minute", 90, "m")))
     assert (throttle.rpm, throttle.tpm) == (20, 5000) and seen[:2] == [requests, tokens]
 

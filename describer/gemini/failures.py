@@ -13,7 +13,7 @@ from google.genai import errors
 
 from ..errors import ItemFailure
 from ..model import ErrorType
-from ..quotas import error_details, message_retry_delay, spent
+from ..quotas import error_details, message_retry_delay, quotas, spent
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 #: What google-genai 3.4.0 raises for an HTTP 200 whose body is not JSON: generate_content
@@ -72,7 +72,8 @@ def api_failure(exc: errors.APIError) -> ItemFailure:
         return ItemFailure(kind, message, retryable=retryable, retry_after=delay)
     if delay is None:
         delay = message_retry_delay(exc.details)
-    return ItemFailure(kind, message, retryable=True, retry_after=delay, quota=spent(exc.details))
+    return ItemFailure(kind, message, retryable=True, retry_after=delay,
+                       quota=spent(exc.details), quotas=quotas(exc.details))  # fmt: skip
 
 
 def retry_delay(error_body: Any) -> float | None:

@@ -268,23 +268,31 @@ class Throttle:
         return tokens * self._paced_over / tpm if tpm else 0.0
 
     def _refused(self, failure: ItemFailure, sent_at: float) -> None:
-        """After a 429: tell ``on_quota``; stop at a per-day quota or a quota of 0 (raising
-        :class:`QuotaExhausted` from ``failure``); learn a per-minute limit, or cut the probed
-        rate when none is given; pause the gate."""
+        """After a 429: tell ``on_quota`` of every quota it names; stop at a per-day quota
+        or a quota of 0 (raising :class:`QuotaExhausted` from ``failure``); learn each
+        per-minute limit, or cut the probed rate when none is given; pause the gate."""
+        for quota in failure.quotas:
+            if self._on_quota is not None:
+                self._on_quota(quota)
         quota = failure.quota
-        if quota is not None and self._on_quota is not None:
-            self._on_quota(quota)
         if quota is not None and (quota.daily or quota.limit == 0):
             spent = "daily quota spent" if quota.daily else "no quota for this model"
             self.stop(quota, f"{spent}: {quota.describe()}")
             self.gate.check()
-        if quota is not None and quota.limit and quota.kind == "requests":
-            self.learned_rpm = _lowest(self.learned_rpm, quota.limit)
-        elif quota is not None and quota.limit and quota.kind == "tokens":
-            self.learned_tpm = _lowest(self.learned_tpm, quota.limit)
-        else:
+        learned = [self._learn(quota) for quota in failure.quotas]  # every one, no short cut
+        if not any(learned):
             self._probe.refused(sent_at)
         self.gate.refused(failure.retry_after, sent_at)
+
+    def _learn(self, quota: Quota) -> bool:
+        """Pace to a per-minute ``quota`` with a limit; whether it had one."""
+        if quota.daily or not quota.limit:
+            return False
+        if quota.kind == "tokens":
+            self.learned_tpm = _lowest(self.learned_tpm, quota.limit)
+        else:
+            self.learned_rpm = _lowest(self.learned_rpm, quota.limit)
+        return True
 
 
 def _lowest(*limits: float | None) -> float | None:
