@@ -7,6 +7,7 @@ without sleeping and every retryDelay is exact.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -169,6 +170,20 @@ async def test_a_seeded_fraction_of_quota_429s_comes_bare(emu: GeminiEmulator) -
             session.post(url, json=body) as answer:
         error = (await answer.json())["error"]
     assert answer.status == 429 and "details" not in error and "limit:" not in error["message"]
+
+
+async def test_stats_keep_when_the_first_per_day_429_was_answered(
+        emu: GeminiEmulator, client: genai.Client) -> None:
+    emu.configure(rpd=1)
+    assert await ask(client) and emu.stats.first_day_limited_at is None
+    before = time.monotonic()
+    assert not await ask(client)
+    first = emu.stats.first_day_limited_at
+    assert first is not None and before <= first <= time.monotonic()
+    assert not await ask(client)
+    assert emu.stats.first_day_limited_at == first and emu.stats.day_limited == 2
+    emu.reset_stats()
+    assert emu.stats.first_day_limited_at is None
 
 
 def test_limiters_count_amounts_with_explicit_times() -> None:

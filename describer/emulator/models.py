@@ -107,7 +107,10 @@ class ModelsApi:
         except ApiError as err:
             if err.code == 429:
                 self.stats.rate_limited += 1
-                self.stats.day_limited += err.quota in ("rpd", "embed_rpd")
+                daily = err.quota in ("rpd", "embed_rpd")
+                self.stats.day_limited += daily
+                if daily and self.stats.first_day_limited_at is None:
+                    self.stats.first_day_limited_at = time.monotonic()
                 self.stats.token_limited += err.quota == "tpm"
             return error_response(err)
         except Garbled:

@@ -57,6 +57,8 @@ class EmulatorStats:
     embed_requests: batchEmbedContents/embedContent calls received;
     responses_by_status: HTTP status -> count, models endpoints only;
     rate_limited: 429 answers; day_limited: those of them for a per-day quota (rpd, embed_rpd);
+    first_day_limited_at: time.monotonic() when the first of those was answered (None: none
+    yet), so a benchmark can time how soon a client stops after it;
     token_limited: those of them for the input-token quota (tpm);
     injected_faults: 503s from ``fault_rate``;
     service_tiers: admitted generate requests by serviceTier ("standard" when absent,
@@ -80,6 +82,7 @@ class EmulatorStats:
     responses_by_status: dict[int, int] = field(default_factory=dict)
     rate_limited: int = 0
     day_limited: int = 0
+    first_day_limited_at: float | None = None
     token_limited: int = 0
     injected_faults: int = 0
     service_tiers: Counter[str] = field(default_factory=Counter)
