@@ -9,7 +9,7 @@ import pytest
 
 from describer.errors import ItemFailure, QuotaExhausted
 from describer.limits import Throttle
-from describer.limits.pacing import START_SPACING_S, Pacer, RateProbe, start_gap
+from describer.limits.pacing import START_SPACING_S, START_SPREAD_S, Pacer, RateProbe, start_gap
 from describer.model import ErrorType
 from describer.quotas import UNKNOWN, Quota
 
@@ -74,6 +74,7 @@ def test_the_rate_probe_halves_once_per_burst_and_climbs_back_slowly() -> None:
 def test_the_slow_start_halves_the_gap_each_wave_then_ends() -> None:
     gaps = [start_gap(sent, 4) for sent in range(0, 28, 4)]
     assert gaps == [START_SPACING_S / 2**wave for wave in range(6)] + [0.0]
+    assert start_gap(0, 64) == START_SPREAD_S / 64  # a wide first wave is spread, not slowed
 
 
 def _refusal(
