@@ -43,7 +43,7 @@ async def test_told_its_quota_a_run_gets_no_429(
     assert span >= 4.0  # 30 + 30 + 10: two windows had to pass, so pacing happened
 
 
-async def test_a_quota_the_user_did_not_give_is_learned_and_costs_few_429s(
+async def test_a_quota_the_user_did_not_give_costs_few_429s_and_no_item(
     gemini_env: GeminiEmulator, images: ImageServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # 20 requests per 2 s window standing in for Gemini's minute (on both sides), no --rpm.
