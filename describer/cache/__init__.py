@@ -9,7 +9,7 @@
   ``cached: true``.
 """
 
-from .keys import content_key, item_key, request_fingerprint, request_settings
+from .keys import canonical, content_key, item_key, request_fingerprint, request_settings
 from .reuse import ResultCache, open_cache
 from .store import CacheStats, CacheStore, CacheUnavailable, cache_path, clear, stats
 
@@ -19,6 +19,7 @@ __all__ = [
     "CacheUnavailable",
     "ResultCache",
     "cache_path",
+    "canonical",
     "clear",
     "content_key",
     "item_key",
