@@ -15,7 +15,7 @@ from imaging import jpeg, sha256
 
 from describer import Config
 from describer.cache import CacheStore, cache_path, canonical, request_fingerprint, stats
-from describer.emulator import GeminiEmulator, ImageServer
+from describer.emulator import EmulatorSettings, GeminiEmulator, ImageServer
 from describer.gemini import encoding
 
 
@@ -144,6 +144,23 @@ async def test_every_setting_that_changes_the_answer_is_in_the_key(
         [record] = (await describe_run(capsys, [images.url("/a.jpg")], **change)).records
         assert gemini_env.stats.generate_requests == int(misses), change
         assert record["cached"] is not misses and record["error"] is None, change
+
+
+async def test_answers_of_another_endpoint_are_not_taken_for_geminis(
+    gemini_env: GeminiEmulator, images: ImageServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The emulator (or a gateway) at --base-url answers otherwise than Gemini: a demo run
+    against it must not fill the cache a real run then reads."""
+    images.add("/a.jpg", jpeg(seed=8))
+    await describe_run(capsys, [images.url("/a.jpg")])  # GOOGLE_GEMINI_BASE_URL: the emulator
+    async with GeminiEmulator(EmulatorSettings()) as other:
+        [record] = (await describe_run(capsys, [images.url("/a.jpg")],
+                                       base_url=other.base_url)).records  # fmt: skip
+        assert other.stats.generate_requests == 1 and record["cached"] is False
+        [record] = (await describe_run(capsys, [images.url("/a.jpg")],
+                                       base_url=other.base_url + "/")).records  # fmt: skip
+        assert other.stats.generate_requests == 1 and record["cached"] is True  # same server
+    assert gemini_env.stats.generate_requests == 1
 
 
 def test_a_setting_added_to_requests_later_is_in_the_key_without_a_change(

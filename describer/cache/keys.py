@@ -12,7 +12,9 @@ parts:
   ``gemini.encoding.generation_settings`` (system instruction, temperature, output cap,
   media resolution, thinking, and whatever a later feature adds there, such as a response
   schema). Read at each run from that one function, so a setting added to requests is in
-  the key without a change here.
+  the key without a change here. And the endpoint when it is not Google's
+  (``--base-url``, ``GOOGLE_GEMINI_BASE_URL``): another server (the emulator, a gateway)
+  gives other answers, which must not be taken for Gemini's.
 
 Not in the key, as they do not change the answer: ``--service-tier`` (price and latency
 only), inline bytes or a Files API upload (how the same bytes travel), timeouts, retries,
@@ -26,7 +28,7 @@ import json
 from typing import Any
 
 from ..config import Config
-from ..gemini import encoding
+from ..gemini import connection, encoding
 
 
 def content_key(data: bytes) -> str:
@@ -37,12 +39,15 @@ def content_key(data: bytes) -> str:
 
 def request_settings(config: Config) -> dict[str, Any]:
     """Everything sent with the media that changes the answer: ``model`` (without a
-    ``models/`` prefix), ``prompt`` and the fields of ``generation_settings(config)``."""
-    return {
+    ``models/`` prefix), ``prompt``, the fields of ``generation_settings(config)``, and
+    ``endpoint`` when the calls do not go to Google (``gemini.connection.endpoint``)."""
+    settings = {
         "model": config.model.removeprefix("models/"),
         "prompt": config.prompt,
         **encoding.generation_settings(config),
     }
+    server = connection.endpoint(config)
+    return settings if server is None else settings | {"endpoint": server}
 
 
 def request_fingerprint(config: Config) -> str:
