@@ -42,9 +42,11 @@ T = TypeVar("T")
 #: Media larger than this (bytes) are hashed on a worker thread (hashlib then releases the
 #: GIL); smaller ones on the event loop, where a thread hop would cost more than the hash.
 HASH_IN_THREAD = 1 << 20
-#: Record keys that belong to the source, not to the answer: never stored, set per item.
+#: Record keys not stored: the source's (set per item) and the run's (``model`` and
+#: ``prompt``, which the key holds; set from the run's config). Every other key of a
+#: described record is the answer's, and is kept (``data`` of a schema run included).
 ITEM_KEYS = frozenset({"source", "source_bytes", "image", "cached", "embedding",
-                       "embedding_model", "embedding_error"})  # fmt: skip
+                       "embedding_model", "embedding_error", "model", "prompt"})  # fmt: skip
 
 
 @dataclass
@@ -57,11 +59,16 @@ class _Flight:
 
 class ResultCache:
     """One run's cache: the file (``store``; None with ``--no-cache``, and then every item
-    is simply answered) and the items being answered, by key."""
+    is simply answered) and the items being answered, by key. ``request``: the run's
+    :func:`~.keys.request_fingerprint`; ``asked``: its ``model`` and ``prompt``, which the
+    records taken from the file are given."""
 
-    def __init__(self, store: CacheStore | None, request: str = "") -> None:
+    def __init__(
+        self, store: CacheStore | None, request: str = "", asked: dict[str, str] | None = None
+    ) -> None:
         self._store = store
         self._request = request
+        self._asked = asked or {}
         self._flights: dict[str, _Flight] = {}
         self._pool = ThreadPoolExecutor(1, "describer-cache") if store else None
         self._failed = False
@@ -117,7 +124,7 @@ class ResultCache:
         if text is None:
             return None
         try:
-            return Result.from_json({**json.loads(text), "source": ""})
+            return Result.from_json({**json.loads(text), **self._asked, "source": ""})
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -169,7 +176,7 @@ async def open_cache(config: Config) -> AsyncIterator[ResultCache]:
             store = await asyncio.to_thread(CacheStore.open)
         except (TypeError, CacheUnavailable) as exc:
             log.warning("the result cache is off for this run: %s", exc)
-    cache = ResultCache(store, request)
+    cache = ResultCache(store, request, {"model": config.model, "prompt": config.prompt})
     try:
         yield cache
     finally:
