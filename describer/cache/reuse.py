@@ -96,7 +96,7 @@ class ResultCache:
         flight = self._flights[key] = _Flight()
         try:
             found = await self._lookup(key)
-            if found is not None:
+            if found is not None and found.ok:
                 flight.result = reused(found, source, prepared)
                 return flight.result
             result = await call()
