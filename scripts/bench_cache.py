@@ -28,6 +28,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench_batch import image_server, start  # the same servers as the batch benchmark
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,26 +55,6 @@ def make_images() -> list[Path]:
                 target.write_bytes(buffer.getvalue())
             made.append(target)
     return made
-
-
-def start(args: list[str]) -> tuple[subprocess.Popen[str], str]:
-    """Start a server process that prints its base URL first; the process and the URL."""
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
-
-
-def image_server() -> str:
-    return (
-        "import asyncio, sys\n"
-        "from pathlib import Path\n"
-        "from describer.emulator import ImageServer\n"
-        "async def main():\n"
-        "    async with ImageServer(Path(sys.argv[1])) as srv:\n"
-        "        print(srv.base_url, flush=True)\n"
-        "        await asyncio.Event().wait()\n"
-        "asyncio.run(main())\n"
-    )
 
 
 def calls(emu_url: str) -> int:
