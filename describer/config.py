@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,13 @@ DEFAULT_REQUEST_TIMEOUT = 180.0
 #: 15 minutes before the first byte (docker/docker-agent#4348); 900 s of queueing plus 60 s
 #: for the answer itself.
 FLEX_REQUEST_TIMEOUT = 960.0
+
+
+def describer_home() -> Path:
+    """describer's own folder: ``$DESCRIBER_HOME``, default ``~/.describer`` (``~``
+    expanded). It holds the Batch API job records (``jobs/``) and the result cache
+    (``cache.sqlite3``). Not created here."""
+    return Path(os.environ.get("DESCRIBER_HOME", "~/.describer")).expanduser()
 
 
 def model_family(model: str) -> str:
@@ -129,6 +137,9 @@ class Config:
     embed_batch_size: int = 100  # texts per embed_content call, at most 100 (Gemini API limit)
     embed_timeout: float = 2.0  # seconds a partial batch waits for more texts
     embed_rpm: int | None = None  # embedding calls per minute allowed by the quota
+
+    # The result cache (describer.cache): answers kept by the bytes sent and the settings
+    cache: bool = True  # read and write $DESCRIBER_HOME/cache.sqlite3 (--no-cache: neither)
 
     # Output
     output: Path | None = None

@@ -182,7 +182,10 @@ class Result:
     ``image`` key), ``original`` the downloaded file when it was re-encoded. ``latency_ms`` is
     the wall time of the last model call; ``attempts`` counts model calls made (0 when the item
     failed before reaching Gemini). With ``--embed``: ``embedding`` (floats) and
-    ``embedding_model``, or ``embedding_error``.
+    ``embedding_model``, or ``embedding_error``. ``cached``: the answer came from the result
+    cache (:mod:`describer.cache`) or from an item of the same run with the same bytes, and
+    no model call was made for this source: ``usage``, ``latency_ms`` and ``attempts`` are
+    those of the call that made the answer, not billed again.
     """
 
     source: str
@@ -199,6 +202,7 @@ class Result:
     embedding: list[float] | None = None
     embedding_model: str | None = None  # set when an embedding was asked for
     embedding_error: ItemError | None = None
+    cached: bool = False
 
     @property
     def ok(self) -> bool:
@@ -238,6 +242,7 @@ class Result:
             "finish_reason": self.finish_reason,
             "latency_ms": self.latency_ms,
             "attempts": self.attempts,
+            "cached": self.cached,
         } | self._embedding_json()
 
     def _embedding_json(self) -> dict[str, Any]:
@@ -253,8 +258,9 @@ class Result:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Result:
-        """Read a record written by :meth:`to_json`. Raises ``KeyError``/``TypeError``/
-        ``ValueError`` when ``data`` is not one (see :func:`is_record`)."""
+        """Read a record written by :meth:`to_json` (records older than ``cached`` read
+        ``False``). Raises ``KeyError``/``TypeError``/``ValueError`` when ``data`` is not one
+        (see :func:`is_record`)."""
         image = data.get("image")
         original = image.get("original") if isinstance(image, dict) else None
         return cls(
@@ -264,6 +270,7 @@ class Result:
             _optional(Media, original), data.get("finish_reason"), data.get("latency_ms"),
             int(data.get("attempts", 0)), data.get("embedding"), data.get("embedding_model"),
             _optional(ItemError, data.get("embedding_error")),
+            cached=data.get("cached") is True,
         )  # fmt: skip
 
 

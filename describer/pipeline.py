@@ -9,6 +9,8 @@ out in completion order, one per distinct source.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import replace
@@ -17,6 +19,7 @@ import aiohttp
 
 from . import gemini
 from ._streams import bounded_map, closing
+from .cache import ResultCache, open_cache
 from .config import Config
 from .describe import Describer
 from .download import MAX_RETRY_AFTER_S, source_bytes
@@ -40,29 +43,30 @@ async def describe_stream(
     stop: asyncio.Event | None = None,
     connection: gemini.Connection | None = None,
     watch: QuotaWatch | None = None,
+    cache: ResultCache | None = None,
 ) -> AsyncIterator[Result]:
     """Describe every source; yield one :class:`Result` per distinct source as each completes.
 
     ``sources`` are strings as on the command line: URLs, image files, folders, list files.
     Setting ``stop`` stops taking new sources; items already started still yield their
     results. ``connection``: an open :func:`describer.gemini.connect` to use (else one is
-    opened and closed here). ``watch``: told each quota a 429 names; at a per-day quota it
-    sets its stop, and the items refused or held back are yielded with a ``rate_limited``
-    error and listed in ``watch.not_done`` (the caller drops them: they are not done).
-    Raises :class:`describer.ConfigError` when no credentials are configured.
+    opened and closed here); ``cache``: an open :func:`describer.cache.open_cache` likewise
+    (the result cache, unless ``config.cache`` is False). ``watch``: told each quota a 429
+    names; at a per-day quota it sets its stop, and the items refused or held back are
+    yielded with a ``rate_limited`` error and listed in ``watch.not_done`` (the caller drops
+    them: they are not done). Raises :class:`describer.ConfigError` when no credentials are
+    configured, or the cache file is not describer's.
     """
     reader = reader or SourceReader(config.follow_symlinks, media=config.media)
-    if connection is None:
-        async with (
-            gemini.connect(config) as opened,
-            closing(_stream(reader.iter(sources), config, opened, stop, watch)) as s,
-        ):
+    async with contextlib.AsyncExitStack() as opened:
+        if connection is None:
+            connection = await opened.enter_async_context(gemini.connect(config))
+        if cache is None:
+            cache = await opened.enter_async_context(open_cache(config))
+        stream = _stream(reader.iter(sources), config, connection, stop, watch, cache)
+        async with closing(stream) as s:
             async for result in s:
                 yield result
-        return
-    async with closing(_stream(reader.iter(sources), config, connection, stop, watch)) as s:
-        async for result in s:
-            yield result
 
 
 def _stream(
@@ -71,8 +75,9 @@ def _stream(
     connection: gemini.Connection,
     stop: asyncio.Event | None,
     watch: QuotaWatch | None,
+    cache: ResultCache,
 ) -> AsyncIterator[Result]:
-    results = Pipeline(config, connection, watch).run(sources, stop)
+    results = Pipeline(config, connection, watch, cache).run(sources, stop)
     if config.embed:
         embedder = Embedder(connection, config, watch and watch.learned)
         results = embed_results(results, embedder, config)
@@ -120,16 +125,23 @@ async def _prepare(data: bytes, config: Config, lease: Lease | None) -> Prepared
 
 
 class Pipeline:
-    """Runs items through the stages under the run's concurrency and byte bounds."""
+    """Runs items through the stages under the run's concurrency and byte bounds; with a
+    ``cache``, an answer already paid for (in the cache file, or being made for an item of
+    this run with the same bytes) is taken instead of a model call."""
 
     def __init__(
-        self, config: Config, connection: gemini.Connection, watch: QuotaWatch | None = None
+        self,
+        config: Config,
+        connection: gemini.Connection,
+        watch: QuotaWatch | None = None,
+        cache: ResultCache | None = None,
     ) -> None:
         self._config = config
         self._connection = connection
         self._watch = watch
         self._describer = Describer(connection.client, config, watch and watch.learned)
         self._budget = ByteBudget(config.byte_budget)
+        self._cache = cache or ResultCache(None)
 
     def run(
         self, sources: Iterator[Source], stop: asyncio.Event | None = None
@@ -146,10 +158,8 @@ class Pipeline:
         lease = self._budget.lease()
         try:
             prepared = await load(source, self._connection.session, config, lease)
-            answer = await self._describer.answer(prepared)
-            result = Result.described(
-                source.ref, config.model, config.prompt, answer, prepared.media, prepared.original
-            )
+            call = functools.partial(self._describe, source, prepared)
+            result = await self._cache.result(source.ref, prepared, call)
         except QuotaExhausted as spent:
             if self._watch is not None:
                 self._watch.exhausted(spent, source.ref)
@@ -161,6 +171,15 @@ class Pipeline:
         finally:
             await lease.release()
         return _redacted(result, self._connection.hidden)
+
+    async def _describe(self, source: Source, prepared: Prepared) -> Result:
+        """The model's answer about ``prepared`` as ``source``'s record. Raises what
+        :meth:`Describer.answer` raises."""
+        config = self._config
+        answer = await self._describer.answer(prepared)
+        return Result.described(
+            source.ref, config.model, config.prompt, answer, prepared.media, prepared.original
+        )
 
 
 def internal_error(exc: Exception, source: str) -> ItemError:

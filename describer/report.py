@@ -18,9 +18,12 @@ from .sources import SourceStats
 
 @dataclass
 class Tally:
-    """Running totals for the summary line."""
+    """Running totals for the summary line. Tokens, and so the cost, are those of this
+    run's model calls: a record with ``cached: true`` (an answer paid for before) counts in
+    ``described`` and ``from_cache``, and its usage is not counted again."""
 
     described: int = 0
+    from_cache: int = 0  # described records whose answer came from the result cache
     failed: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     input_tokens: int = 0
@@ -36,13 +39,15 @@ class Tally:
     started: float = field(default_factory=time.perf_counter)
 
     def add(self, result: Result) -> None:
-        """Count one record."""
+        """Count one record (the usage of a ``cached`` one is not billed again)."""
         if result.error is None:
             self.described += 1
         else:
             self.failed += 1
             self.errors[str(result.error.type)] += 1
-        if result.usage is not None:
+        if result.cached:
+            self.from_cache += 1
+        elif result.usage is not None:
             self.input_tokens += result.usage.input_tokens
             self.output_tokens += result.usage.output_tokens
             self.thinking_tokens += result.usage.thinking_tokens
@@ -53,8 +58,9 @@ class Tally:
             self.embedding_failed += 1
 
     def summary(self, sources: SourceStats, interrupted: bool = False) -> str:
-        """One line: described, failed (by type), skipped, tokens, cost, elapsed, rate (images/s,
-        or items/s when ``media`` takes more than images)."""
+        """One line: described (those from the cache named), failed (by type), skipped,
+        tokens and cost of this run's calls, elapsed, rate (images/s, or items/s when
+        ``media`` takes more than images)."""
         elapsed = time.perf_counter() - self.started
         done = self.described + self.failed
         failed = f"{self.failed} failed"
@@ -63,7 +69,10 @@ class Tally:
         noun = "images" if self.media == {"image"} else "items"
         kinds = "/".join(sorted(self.media, key=("image", "pdf", "audio", "video").index))
         taken = "images" if noun == "images" else kinds
-        parts = [f"{self.described} described", failed, f"{sources.skipped} skipped (not {taken})"]
+        described = f"{self.described} described"
+        if self.from_cache:
+            described += f" ({self.from_cache} from cache)"
+        parts = [described, failed, f"{sources.skipped} skipped (not {taken})"]
         if sources.duplicates:
             parts.append(f"{sources.duplicates} duplicates")
         if sources.already_done:

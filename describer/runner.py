@@ -14,6 +14,7 @@ from typing import IO
 
 from . import gemini
 from ._streams import closing
+from .cache import open_cache
 from .config import Config
 from .errors import OutputError
 from .limits.watch import QuotaWatch
@@ -64,22 +65,25 @@ async def run(
     ``quota_stop``, one line for stderr. When the output cannot take a record (disk full),
     the run stops, the file is cut back to its last whole record, and the report carries
     ``output_error``. Notices and the progress bar go to ``progress`` (default: a bar on
-    stderr when it is a terminal). Raises :class:`ConfigError` for whole-run problems found
-    before it starts (no credentials, an output file that is not describer's or is locked).
+    stderr when it is a terminal). Answers already paid for come from the result cache
+    (``config.cache``; :mod:`describer.cache`). Raises :class:`ConfigError` for whole-run
+    problems found before it starts (no credentials, a cache file or an output file that is
+    not describer's, an output file that is locked).
     """
     stop = stop or asyncio.Event()
     progress = progress or Progress(config.progress)
     tally = Tally(model=config.model, media=config.media, tier=config.service_tier)
     watch = QuotaWatch(progress.write, stop)
-    async with gemini.connect(config) as connection:
+    async with gemini.connect(config) as connection, open_cache(config) as cache:
         with open_sink(config.output, config.overwrite, config.model, config.prompt) as sink:
             _report_resume(progress, sink.resume, config)
             reader = SourceReader(
                 config.follow_symlinks, stdin, done=sink.resume.done, media=config.media
             )
             results = describe_stream(
-                sources, config, reader=reader, stop=stop, connection=connection, watch=watch
-            )
+                sources, config, reader=reader, stop=stop, connection=connection, watch=watch,
+                cache=cache,
+            )  # fmt: skip
             aborted, output_error = await _write(results, sink, tally, progress, watch)
             line = await _quota_line(watch, tally, sources, sink, config)
     interrupted = aborted or (stop.is_set() and line is None)

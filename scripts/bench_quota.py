@@ -101,7 +101,7 @@ from describer.cli.commands import describe_main
 a = json.loads(sys.argv[1])
 config = Config(rpm=a["rpm"], quota_window=a["window"], concurrency=a["concurrency"],
                 base_url=a["base_url"], api_key="bench", output=Path(a["output"]),
-                progress=False)
+                progress=False, cache=False)
 sys.exit(asyncio.run(describe_main(config, [a["urls"]])))
 """
 
@@ -228,8 +228,8 @@ def client_command(case: Case, window: float, urls: Path, output: Path,
     """The client's command line: the CLI at the real window, else the library (resumes
     ``output``: the caller deletes it for a fresh start)."""
     if window == REAL_WINDOW:
-        cmd = [str(CLI), str(urls), "-o", str(output), "--no-progress",
-               "-c", str(case.concurrency)]
+        cmd = [str(CLI), str(urls), "-o", str(output), "--no-progress", "--no-cache",
+               "-c", str(case.concurrency)]  # every case asks the model about every item
         return cmd + (["--rpm", str(case.given)] if case.given else [])
     spec = {"rpm": case.given, "window": window, "concurrency": case.concurrency,
             "base_url": base_url, "output": str(output), "urls": str(urls)}

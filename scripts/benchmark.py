@@ -403,7 +403,8 @@ class Bench:
         self.describe_images = found
 
     def describer_argv(self, urls: Path, output: Path, concurrency: int | None) -> list[str]:
-        argv = [self.describe_images, str(urls), "-o", str(output), "--no-progress"]
+        # --no-cache: every run pays for every image, as the figures compare pipelines
+        argv = [self.describe_images, str(urls), "-o", str(output), "--no-progress", "--no-cache"]
         return argv if concurrency is None else [*argv, "-c", str(concurrency)]
 
     def cookbook_argv(self, urls: Path, output: Path) -> list[str]:

@@ -16,7 +16,7 @@ from describer.emulator import GeminiEmulator, ImageServer
 
 RECORD_KEYS = {
     "source", "description", "error", "model", "prompt", "usage", "image", "finish_reason",
-    "latency_ms", "attempts",
+    "latency_ms", "attempts", "cached",
 }
 
 
@@ -36,6 +36,7 @@ async def test_folder_records_follow_the_schema(
         assert record["description"].startswith("A ")
         assert record["usage"]["input_tokens"] > 258 and record["usage"]["output_tokens"] > 0
         assert isinstance(record["latency_ms"], int) and record["attempts"] == 1
+        assert record["cached"] is False
     hubble = out.by_source()[str(folder / "hubble_deep_field.jpg")]
     assert hubble["image"] == {
         "mime_type": "image/jpeg", "width": 1000, "height": 872, "bytes": 527940,
@@ -134,8 +135,9 @@ async def test_run_returns_a_report_and_leaves_the_summary_line_to_the_command(
     out = await describe_run(capsys, [str(folder)])  # the describe command's body
     assert out.code == 1
     [line] = out.stderr.splitlines()  # the summary line, printed once
-    assert line.startswith(
-        "describer: 1 described, 1 failed (1 corrupt_image), 1 skipped (not images)"
+    assert line.startswith(  # a.jpg's answer was paid for by the run above
+        "describer: 1 described (1 from cache), 1 failed (1 corrupt_image), 1 skipped (not "
+        "images), tokens 0 in / 0 out"
     )
 
 

@@ -187,10 +187,12 @@ async def test_a_torn_last_line_is_dropped_and_redone(
     gemini_env.reset_stats()
     again = await describe_run(capsys, urls, output=out_file)
     assert "dropped a torn last line" in again.stderr
-    assert gemini_env.stats.generate_requests == 1
+    assert gemini_env.stats.generate_requests == 0  # its answer is in the result cache
     records = [json.loads(line) for line in out_file.read_text().splitlines()]
     assert sorted(r["source"] for r in records) == sorted(urls)
-    assert records[-1]["source"] == torn_source
+    assert records[-1]["source"] == torn_source and records[-1]["cached"] is True
+    await describe_run(capsys, urls, output=out_file, overwrite=True, cache=False)
+    assert gemini_env.stats.generate_requests == 3  # without the cache, each is asked again
 
 
 async def test_a_foreign_file_is_not_resumed_into(

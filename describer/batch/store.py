@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Config
+from ..config import Config, describer_home
 from ..errors import ConfigError
 
 #: Batch job states after which nothing changes (google-genai ``types.JobState``).
@@ -24,8 +24,7 @@ FINAL_STATES = frozenset(
 
 def jobs_dir() -> Path:
     """Where local job records live: ``$DESCRIBER_HOME/jobs``, default ``~/.describer/jobs``."""
-    home = Path(os.environ.get("DESCRIBER_HOME", "~/.describer")).expanduser()
-    return home / "jobs"
+    return describer_home() / "jobs"
 
 
 @dataclass

@@ -4,6 +4,7 @@ one library call → an exit code (``terminal.EXIT_*``).
 - :mod:`.options`: option types and shared option groups;
 - :mod:`.commands`: the group, ``describe`` (default), ``embed``, ``search``;
 - :mod:`.batch`: ``batch submit | status | fetch | cancel | list``;
+- :mod:`.cache`: ``cache stats | clear``;
 - :mod:`.terminal`: exit codes, Ctrl-C, the search table.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from . import batch as _batch  # noqa: F401 - registers the batch commands on the group
+from . import cache as _cache  # noqa: F401 - registers the cache commands on the group
 from .commands import cli
 
 

@@ -73,6 +73,10 @@ def cli() -> None:
 @connection_options
 @output_option
 @click.option("--overwrite", is_flag=True, help="Start -o FILE afresh instead of resuming it.")
+@click.option("--cache/--no-cache", default=True, show_default=True,
+              help="Take answers already paid for (same bytes, model, prompt and settings) "
+                   "from $DESCRIBER_HOME/cache.sqlite3, and keep new ones there; --no-cache: "
+                   "neither, and every item gets its own model call.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: when stderr is a terminal].")
 @click.option("--embed", is_flag=True, help="Add an embedding of each description.")

@@ -61,6 +61,14 @@ def check_credentials(config: Config, env: Mapping[str, str] = os.environ) -> No
         raise ConfigError(NO_CREDENTIALS)
 
 
+def endpoint(config: Config, env: Mapping[str, str] = os.environ) -> str | None:
+    """The base URL the run's calls go to when it is not Google's: ``config.base_url``, else
+    ``GOOGLE_GEMINI_BASE_URL`` (as google-genai reads it), without a trailing slash; None
+    for Google's own endpoints."""
+    url = config.base_url or env.get("GOOGLE_GEMINI_BASE_URL")
+    return url.rstrip("/") if url else None
+
+
 def create_client(config: Config, session: aiohttp.ClientSession) -> genai.Client:
     """A google-genai client that sends over the run's ``session``.
 

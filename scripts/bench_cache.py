@@ -1,0 +1,121 @@
+"""What the result cache saves: 100 URLs that are 30 distinct images, described three times.
+
+Serves 30 distinct images (a 2 MP JPEG, a 1 MP JPEG and a 640 px WEBP of each of the 10
+sample photos) under 100 URLs (URL i shows image i % 30) from a local server, starts the
+project's Gemini emulator (latency 0.5-1.5 s a call), and runs ``describe-images`` as child
+processes with a fresh ``DESCRIBER_HOME``:
+
+1. ``urls.txt -o run1.jsonl``: the cache is empty; repeats wait for or read the first answer;
+2. ``urls.txt -o run2.jsonl``: a rerun into a new output file: every answer from the cache;
+3. ``urls.txt --no-cache -o run3.jsonl``: today's behaviour without the cache, to compare.
+
+Prints, per run, the model calls the emulator received, the records, how many say
+``cached: true``, the wall time, and the summary line.
+
+    .venv/bin/python scripts/bench_cache.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from bench_batch import image_server, start  # the same servers as the batch benchmark
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench-out" / "cache"
+BIN = Path(sys.executable).parent
+#: (size in px, Pillow format, suffix) of the three variants made of each sample photo.
+VARIANTS = (((1600, 1200), "JPEG", "jpg"), ((1200, 900), "JPEG", "1mp.jpg"),
+            ((640, 480), "WEBP", "webp"))  # fmt: skip
+
+
+def make_images() -> list[Path]:
+    """30 files: three variants of each of the 10 sample photos."""
+    folder = OUT / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for photo in sorted((ROOT / "samples").glob("*.[jp][pn]g")):
+        with Image.open(photo) as source:
+            rgb = source.convert("RGB")
+        for size, fmt, suffix in VARIANTS:
+            target = folder / f"{photo.stem}.{suffix}"
+            if not target.exists():
+                buffer = io.BytesIO()
+                rgb.resize(size).save(buffer, format=fmt, quality=88)
+                target.write_bytes(buffer.getvalue())
+            made.append(target)
+    return made
+
+
+def calls(emu_url: str) -> int:
+    """generateContent requests the emulator has received."""
+    with urllib.request.urlopen(f"{emu_url}/_emulator/stats?lists=0") as response:
+        return int(json.load(response)["generate_requests"])
+
+
+def describe(args: list[str], env: dict[str, str], emu_url: str, out: Path) -> dict[str, object]:
+    """One describe-images run: its model calls, records, cached records, wall s, summary."""
+    out.unlink(missing_ok=True)
+    before = calls(emu_url)
+    started = time.perf_counter()
+    done = subprocess.run([str(BIN / "describe-images"), *args, "-o", str(out)], env=env,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"describe-images {' '.join(args)} failed: {done.stderr[-2000:]}")
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    return {"calls": calls(emu_url) - before, "records": len(records),
+            "cached": sum(r["cached"] for r in records), "wall": wall,
+            "summary": done.stderr.strip().splitlines()[-1]}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--urls", type=int, default=100, help="URLs (of 30 distinct images)")
+    args = parser.parse_args()
+    files = make_images()
+    emulator, emu_url = start([sys.executable, "-m", "describer.emulator", "--port", "0",
+                               "--latency", "0.5-1.5"])  # fmt: skip
+    server, img_url = start([sys.executable, "-c", image_server(), str(OUT / "images")])
+    try:
+        run(args.urls, files, emu_url, img_url)
+    finally:
+        for proc in (emulator, server):
+            proc.terminate()
+            proc.wait()
+
+
+def run(n: int, files: list[Path], emu_url: str, img_url: str) -> None:
+    urls = OUT / "urls.txt"
+    urls.write_text("".join(f"{img_url}/files/{files[i % len(files)].name}?copy={i}\n"
+                            for i in range(n)))  # fmt: skip
+    home = tempfile.mkdtemp(prefix="describer-home-")
+    env = {**os.environ, "GEMINI_API_KEY": "bench", "GOOGLE_GEMINI_BASE_URL": emu_url,
+           "DESCRIBER_HOME": home}  # fmt: skip
+    runs = {
+        "1: empty cache": describe([str(urls)], env, emu_url, OUT / "run1.jsonl"),
+        "2: rerun, new -o": describe([str(urls)], env, emu_url, OUT / "run2.jsonl"),
+        "3: --no-cache": describe([str(urls), "--no-cache"], env, emu_url, OUT / "run3.jsonl"),
+    }
+    print(f"{n} URLs of {len(files)} distinct images (2 MP and 1 MP JPEG, 640 px WEBP), "
+          "emulator latency 0.5-1.5 s, -c 16")  # fmt: skip
+    print(f"  {'run':<18} {'model calls':>11} {'records':>8} {'cached':>7} {'wall':>8}")
+    for name, r in runs.items():
+        print(f"  {name:<18} {r['calls']:>11} {r['records']:>8} {r['cached']:>7} "
+              f"{r['wall']:>6.1f} s")  # fmt: skip
+    for name, r in runs.items():
+        print(f"  {name}: {r['summary']}")
+
+
+if __name__ == "__main__":
+    main()
