@@ -87,6 +87,10 @@ model_options = options(
     click.option("--thinking", type=click.Choice(THINKING_LEVELS), default=DEFAULT_THINKING,
                  show_default=True,
                  help="Thinking level (billed as output tokens); model: the model's default."),
+    click.option("--schema", metavar="SPEC",
+                 help="Answer as JSON valid under a schema, parsed into each record's data: "
+                      "llm's concise syntax ('title, people int: how many'), inline JSON "
+                      "Schema, or a JSON Schema file."),
 )  # fmt: skip
 
 input_options = options(
