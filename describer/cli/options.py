@@ -153,6 +153,9 @@ embed_options = options(
                  help="Seconds a partial batch waits for more descriptions."),
     click.option("--embed-rpm", type=click.IntRange(min=1),
                  help="Embedding calls per minute allowed by your quota."),
+    click.option("--embed-field", metavar="FIELD",
+                 help="Embed this field of each record's data (--schema answers) instead of "
+                      "the description."),
 )  # fmt: skip
 
 output_option = click.option(
