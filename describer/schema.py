@@ -82,7 +82,7 @@ def parse_spec(spec: str) -> JsonSchema:
     if text.startswith(("{", "[")):
         return _json(text, "inline JSON")
     path = Path(text).expanduser()
-    if text and "\n" not in text and path.is_file():
+    if _is_file(path, text):
         try:
             return _json(path.read_text(encoding="utf-8"), str(path))
         except (OSError, UnicodeDecodeError) as exc:
@@ -90,6 +90,15 @@ def parse_spec(spec: str) -> JsonSchema:
     if text.endswith(".json") and not any(c in text for c in " ,:\n"):
         raise ConfigError(f"--schema: no such file: {text}")
     return concise(text)
+
+
+def _is_file(path: Path, text: str) -> bool:
+    """Whether ``text`` names a file; a long concise spec may be no possible file name
+    (``ENAMETOOLONG``), which is an answer too."""
+    try:
+        return bool(text) and "\n" not in text and path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _json(text: str, where: str) -> Any:

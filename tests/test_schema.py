@@ -273,6 +273,8 @@ def test_the_config_holds_one_schema_whatever_form_it_was_given_in(tmp_path: Pat
     path = tmp_path / "s.json"
     path.write_text(json.dumps(CONCISE_SCHEMA))
     assert Config(schema=CONCISE).schema == Config(schema=str(path)).schema == CONCISE_SCHEMA
+    long = ", ".join(f"field{i} int: what field {i} holds in a sentence" for i in range(20))
+    assert len(Config(schema=long).schema["required"]) == 20  # no file name is that long
     newline = Config(schema="title: the title, in words\npeople int").schema
     assert newline["properties"]["title"] == {"type": "string",
                                               "description": "the title, in words"}
