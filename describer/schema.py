@@ -184,12 +184,16 @@ def field_names(schema: JsonSchema | None) -> list[str] | None:
 
 
 class AnswerCheck:
-    """Checks answers against one schema (its validator built once, for a whole run)."""
+    """Checks answers against one schema (its validator built once, for a whole run).
+
+    Only references within the schema resolve: the validator's registry retrieves nothing
+    (jsonschema's default would fetch a remote ``$ref`` over the network for every answer)."""
 
     def __init__(self, schema: JsonSchema) -> None:
         from jsonschema.validators import validator_for
+        from referencing import Registry
 
-        self._validator: Validator = validator_for(schema)(schema)
+        self._validator: Validator = validator_for(schema)(schema, registry=Registry())
 
     def check(self, answer: Answer) -> Answer:
         """``answer`` with ``data`` (the parsed object) when its text is JSON valid under
@@ -209,8 +213,12 @@ class AnswerCheck:
         except json.JSONDecodeError as exc:
             return None, f"the answer is not JSON: {exc.msg} at character {exc.pos}"
         from jsonschema.exceptions import best_match
+        from referencing.exceptions import Unresolvable
 
-        error = best_match(self._validator.iter_errors(data))
+        try:
+            error = best_match(self._validator.iter_errors(data))
+        except Unresolvable as exc:
+            return None, f"the schema's $ref cannot be resolved here: {_short(str(exc))}"
         if error is None:
             return data, None
         where, why = error.json_path, _short(error.message)

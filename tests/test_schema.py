@@ -8,7 +8,9 @@ answer that is not valid is asked once more, then kept as ``invalid_output``.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +176,47 @@ async def test_prose_where_json_was_asked_is_invalid_output_with_the_parse_error
                                "message": "the answer is not JSON: Expecting value at character 0"}
     assert record["description"].startswith("A 320x240 JPEG image")  # the prose, kept
     assert record["attempts"] == 2
+
+
+@pytest.fixture
+def schema_host() -> Iterator[tuple[str, list[str]]]:
+    """A server on its own thread answering every GET with ``{"type": "string"}``: its URL
+    and the paths asked for. Not on the test's event loop, so a blocking fetch would
+    succeed (and the test fail) instead of hanging."""
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            body = b'{"type": "string"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", asked
+    server.shutdown()
+    thread.join()
+
+
+async def test_a_remote_ref_is_not_fetched_to_check_an_answer(
+    gemini_env: GeminiEmulator, capsys: pytest.CaptureFixture[str], write_files,
+    schema_host: tuple[str, list[str]],
+) -> None:
+    host, asked = schema_host
+    schema = {"type": "object", "properties": {"place": {"$ref": f"{host}/place.json"}},
+              "required": ["place"]}  # were the $ref fetched, every answer would be valid
+    out = await describe_run(capsys, [str(write_files({"a.jpg": jpeg()}))], schema=schema)
+    [record] = out.records
+    assert record["error"]["type"] == "invalid_output"
+    assert "$ref cannot be resolved here" in record["error"]["message"]
+    assert asked == []  # nothing was fetched
 
 
 async def test_an_answer_cut_at_max_tokens_is_not_asked_again(
