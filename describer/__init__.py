@@ -34,6 +34,7 @@ _EXPORTS = {
     "describe_stream": "pipeline",
     "RunReport": "runner",
     "run": "runner",
+    "schema_of": "schema",
 }
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "__version__",
     "describe_stream",
     "run",
+    "schema_of",
 ]
 
 
@@ -74,3 +76,4 @@ if TYPE_CHECKING:
     from .model import ErrorType, ItemError, Media, Result, Source, Usage
     from .pipeline import describe_stream
     from .runner import RunReport, run
+    from .schema import schema_of

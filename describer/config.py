@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
+from .schema import field_names, load_schema
 
 #: Longest time, in seconds, one model call may keep meeting 429s (from its first) before
 #: the run stops at that quota (``--max-quota-wait``; see describer.retries). A per-minute
@@ -103,6 +105,9 @@ class Config:
     media_resolution: str | None = None  # low, medium, high: Gemini's media_resolution
     thinking: str = DEFAULT_THINKING  # low, medium, high, or model (send no level)
     service_tier: str = DEFAULT_SERVICE_TIER  # standard (send none) or flex
+    #: --schema: a JSON Schema dict, a pydantic model class, or a --schema SPEC string (llm's
+    #: concise syntax, inline JSON, a file); held as the JSON Schema dict (describer.schema)
+    schema: dict[str, Any] | type | str | None = None
 
     # What to take, and how it is read and prepared
     media: frozenset[str] = frozenset({"image"})  # --media kinds taken: image, pdf, audio, video
@@ -137,6 +142,7 @@ class Config:
     embed_batch_size: int = 100  # texts per embed_content call, at most 100 (Gemini API limit)
     embed_timeout: float = 2.0  # seconds a partial batch waits for more texts
     embed_rpm: int | None = None  # embedding calls per minute allowed by the quota
+    embed_field: str | None = None  # embed this field of each record's data, not the text
 
     # The result cache (describer.cache): answers kept by the bytes sent and the settings
     cache: bool = True  # read and write $DESCRIBER_HOME/cache.sqlite3 (--no-cache: neither)
@@ -147,6 +153,8 @@ class Config:
     progress: bool | None = None  # None: show a bar when stderr is a terminal
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "schema", load_schema(self.schema))
+        self._check_embed_field()
         checks = [
             (self.concurrency >= 1, "--concurrency must be at least 1"),
             (self.prefetch is None or self.prefetch >= 0, "--prefetch must be 0 or more"),
@@ -186,6 +194,19 @@ class Config:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    def _check_embed_field(self) -> None:
+        """``--embed-field`` with ``--embed`` needs a ``--schema`` that has that field."""
+        if self.embed_field is None or not self.embed:
+            return
+        if self.schema is None:
+            raise ConfigError("--embed-field names a field of the answers: give --schema too")
+        names = field_names(self.schema)  # type: ignore[arg-type]
+        if names is not None and self.embed_field not in names:
+            raise ConfigError(
+                f"--embed-field {self.embed_field!r} is not a field of --schema "
+                f"(its fields: {', '.join(names)})"
+            )
 
     @property
     def byte_budget(self) -> int | None:

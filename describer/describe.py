@@ -3,6 +3,8 @@
 Each call waits for the run's :class:`~describer.limits.Throttle` (concurrency, the shared 429
 gate, ``--rpm``/``--tpm``), with a token estimate corrected afterwards from the response's
 usage. Transient failures are retried by the run's policy (:mod:`describer.retries`).
+With ``--schema``, each answer is checked against the schema (:mod:`describer.schema`); one
+that is not valid JSON under it is asked once more, then kept as ``invalid_output``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .limits.spend import Spend
 from .model import Answer, ErrorType, Prepared
 from .quotas import Quota
 from .retries import model_retrying
+from .schema import AnswerCheck, after_retry
 
 if TYPE_CHECKING:
     from google import genai
@@ -42,30 +45,44 @@ class Describer:
             config.concurrency, config.rpm, config.tpm, config.quota_window, on_quota
         )
         self._spend = Spend(config)
+        self._check = AnswerCheck(config.schema) if config.schema is not None else None
 
     async def answer(self, prepared: Prepared) -> Answer:
         """The model's answer for one item, with the number of calls it took (429s
         included). A call that still fails after ``max_attempts`` (429s not counted) comes
-        back as :meth:`Answer.failed`. Raises :class:`QuotaExhausted` when a quota stops the
-        run (a per-day quota spent, a quota of 0, 429s for longer than ``max_quota_wait``):
-        the item is not done. Raises :class:`ItemFailure` when media over the inline limit
-        cannot be uploaded."""
+        back as :meth:`Answer.failed`. With a schema, the answer carries ``data``, or, when
+        it is not valid under the schema after one more call, an ``invalid_output`` error
+        (:func:`describer.schema.after_retry`). Raises :class:`QuotaExhausted` when a quota
+        stops the run (a per-day quota spent, a quota of 0, 429s for longer than
+        ``max_quota_wait``): the item is not done. Raises :class:`ItemFailure` when media
+        over the inline limit cannot be uploaded."""
+        estimate = request_tokens(prepared.media, self._config)
+        async with gemini.media_part(self._client, prepared, self._config) as part:
+            first = await self._retried(part, estimate)
+            if self._check is None:
+                return first
+            first = self._check.check(first)
+            if first.error is None or first.error.type is not ErrorType.INVALID_OUTPUT:
+                return first
+            second = self._check.check(await self._retried(part, estimate))
+            return after_retry(first, second)
+
+    async def _retried(self, part: types.Part, estimate: int) -> Answer:
+        """One answer under the run's retry policy (see :meth:`answer`)."""
         config = self._config
-        estimate = request_tokens(prepared.media, config)
         policy = model_retrying(config.max_attempts, config.retry_wait, config.max_quota_wait)
-        async with gemini.media_part(self._client, prepared, config) as part:
-            attempts = 0
-            try:
-                async for attempt in policy:
-                    with attempt:
-                        attempts = attempt.retry_state.attempt_number
-                        return replace(await self._call(part, estimate), attempts=attempts)
-            except QuotaExhausted:
-                raise
-            except ItemFailure as failure:
-                if failure.error.type is ErrorType.RATE_LIMITED:
-                    raise self._throttle.give_up(failure, config.max_quota_wait) from None
-                return Answer.failed(failure.error, attempts)
+        attempts = 0
+        try:
+            async for attempt in policy:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    return replace(await self._call(part, estimate), attempts=attempts)
+        except QuotaExhausted:
+            raise
+        except ItemFailure as failure:
+            if failure.error.type is ErrorType.RATE_LIMITED:
+                raise self._throttle.give_up(failure, config.max_quota_wait) from None
+            return Answer.failed(failure.error, attempts)
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     async def _call(self, part: types.Part, estimate: int) -> Answer:

@@ -22,6 +22,7 @@ from .limits import Throttle
 from .model import ErrorType, ItemError, Result
 from .quotas import Quota
 from .retries import model_retrying
+from .schema import field_text
 
 T = TypeVar("T")
 Vector = list[float]
@@ -109,8 +110,9 @@ class Embedder:
 def embed_results(
     results: AsyncIterator[Result], embedder: Embedder, config: Config
 ) -> AsyncIterator[Result]:
-    """``results`` with an embedding of each description (failures pass straight through);
-    every record carries the embedding keys."""
+    """``results`` with an embedding of each description, or of the ``--embed-field`` of
+    its data (:func:`embed_text`); failures pass straight through; every record carries
+    the embedding keys."""
 
     def attach(result: Result, outcome: EmbedOutcome) -> Result:
         return replace(result, embedding=outcome.vector, embedding_error=outcome.error)
@@ -121,9 +123,18 @@ def embed_results(
                 yield replace(result, embedding_model=embedder.model)
 
     return embed_stream(
-        marked(), embedder, lambda r: r.description if r.ok else None, attach,
-        config.embed_batch_size, config.embed_timeout,
+        marked(), embedder, lambda r: embed_text(r.description, r.data, config.embed_field)
+        if r.ok else None, attach, config.embed_batch_size, config.embed_timeout,
     )  # fmt: skip
+
+
+def embed_text(description: object, data: object, field: str | None) -> str | None:
+    """What is embedded for a described record: its ``data[field]`` (as text, by
+    :func:`describer.schema.field_text`) when ``field`` is given, else its description;
+    None when there is none (the record then gets no vector)."""
+    if field is not None:
+        return field_text(data, field)
+    return description if isinstance(description, str) else None
 
 
 async def embed_stream(

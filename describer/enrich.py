@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from . import gemini, locks
 from .config import Config
-from .embed import Embedder, EmbedOutcome, embed_stream
+from .embed import Embedder, EmbedOutcome, embed_stream, embed_text
 from .errors import ConfigError
 from .quotas import Quota
 from .resume import recognised_lines
@@ -54,16 +54,18 @@ class EnrichReport:
     embedded: int = 0
     failed: int = 0
     already: int = 0
+    no_text: int = 0  # described records with nothing to embed (no such --embed-field)
     quota: Quota | None = None
     quota_reason: str = ""
 
 
-def needs_embedding(record: object) -> bool:
-    """A described record (no error, a description) that has no embedding yet."""
+def needs_embedding(record: object, field: str | None = None) -> bool:
+    """A described record (no error) with text to embed (its description, or with
+    ``field`` its ``data[field]``: :func:`describer.embed.embed_text`) and no embedding yet."""
     return (
         isinstance(record, dict)
         and record.get("error") is None
-        and isinstance(record.get("description"), str)
+        and embed_text(record.get("description"), record.get("data"), field) is not None
         and not record.get("embedding")
     )
 
@@ -121,7 +123,8 @@ async def _rewrite(
     try:
         with open(tmp, "wb") as target:
             writer = _InOrder(target, report, window)
-            async for line in _enrich(_lines(source, stop, report, window), embedder, config):
+            lines = _lines(source, stop, report, window, config.embed_field)
+            async for line in _enrich(lines, embedder, config):
                 writer.put(line)
             writer.finish()
         os.replace(tmp, path)
@@ -178,7 +181,10 @@ def _enrich(lines: AsyncIterator[Line], embedder: Embedder, config: Config) -> A
         return line
 
     def text_of(line: Line) -> str | None:
-        return line.record["description"] if line.record is not None else None
+        if line.record is None:
+            return None
+        return embed_text(line.record.get("description"), line.record.get("data"),
+                          config.embed_field)  # fmt: skip
 
     return embed_stream(
         lines, embedder, text_of, attach, config.embed_batch_size, config.embed_timeout
@@ -190,7 +196,11 @@ _HAS_VECTOR = re.compile(rb'"embedding": \[[-\d]')
 
 
 async def _lines(
-    source: IO[bytes], stop: asyncio.Event, report: EnrichReport, window: asyncio.Semaphore
+    source: IO[bytes],
+    stop: asyncio.Event,
+    report: EnrichReport,
+    window: asyncio.Semaphore,
+    field: str | None,
 ) -> AsyncIterator[Line]:
     for number, raw in enumerate(source):
         await window.acquire()  # at most the window's lines read ahead of the writer
@@ -202,7 +212,10 @@ async def _lines(
             report.already += 1
         elif not stop.is_set():
             record = _loads(raw)
-        yield Line(number, raw, record if needs_embedding(record) else None)
+            if not needs_embedding(record, field):
+                report.no_text += isinstance(record, dict) and record.get("error") is None
+                record = None
+        yield Line(number, raw, record)
         await asyncio.sleep(0)  # let batches go out while a long file is read
 
 

@@ -30,6 +30,7 @@ class ErrorType(StrEnum):
     BLOCKED = "blocked"  # prompt or answer blocked by safety filters
     MAX_TOKENS = "max_tokens"  # answer cut at --max-output-tokens (partial text kept)
     EMPTY_RESPONSE = "empty_response"  # the model answered with no text
+    INVALID_OUTPUT = "invalid_output"  # --schema: the answer is not JSON valid under it
     RATE_LIMITED = "rate_limited"  # 429 RESOURCE_EXHAUSTED from the API
     API_ERROR = "api_error"  # any other error from the Gemini API or the connection to it
     INTERNAL_ERROR = "internal_error"  # a bug in describer; logged with its traceback on stderr
@@ -144,6 +145,13 @@ class Usage:
         return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
                 "thinking_tokens": self.thinking_tokens, "cached_tokens": self.cached_tokens}
 
+    def __add__(self, other: Usage) -> Usage:
+        """The tokens of two calls together (an item asked twice: both are billed)."""
+        return Usage(self.input_tokens + other.input_tokens,
+                     self.output_tokens + other.output_tokens,
+                     self.thinking_tokens + other.thinking_tokens,
+                     self.cached_tokens + other.cached_tokens)  # fmt: skip
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Usage:
         """Read what :meth:`to_json` wrote (records older than thinking_tokens read 0)."""
@@ -157,7 +165,8 @@ class Answer:
     (blocked, cut, empty) or when the call itself failed after its retries.
 
     ``attempts`` counts the model calls made; ``latency_ms`` is the wall time of the last
-    (``None`` for Batch API answers and failed calls).
+    (``None`` for Batch API answers and failed calls). ``data`` is the parsed answer when a
+    ``--schema`` was asked for and the text is valid under it (describer.schema).
     """
 
     text: str | None
@@ -166,6 +175,7 @@ class Answer:
     latency_ms: int | None
     error: ItemError | None = None
     attempts: int = 1
+    data: Any = None
 
     @classmethod
     def failed(cls, error: ItemError, attempts: int) -> Answer:
@@ -182,10 +192,12 @@ class Result:
     ``image`` key), ``original`` the downloaded file when it was re-encoded. ``latency_ms`` is
     the wall time of the last model call; ``attempts`` counts model calls made (0 when the item
     failed before reaching Gemini). With ``--embed``: ``embedding`` (floats) and
-    ``embedding_model``, or ``embedding_error``. ``cached``: the answer came from the result
-    cache (:mod:`describer.cache`) or from an item of the same run with the same bytes, and
-    no model call was made for this source: ``usage``, ``latency_ms`` and ``attempts`` are
-    those of the call that made the answer, not billed again.
+    ``embedding_model``, or ``embedding_error``. With ``--schema`` (``structured``): ``data``,
+    the answer parsed and valid under the schema (``None`` when the item failed, e.g. with
+    ``invalid_output``; ``description`` keeps the raw text either way). ``cached``: the answer
+    came from the result cache (:mod:`describer.cache`) or from an item of the same run with
+    the same bytes, and no model call was made for this source: ``usage``, ``latency_ms`` and
+    ``attempts`` are those of the call that made the answer, not billed again.
     """
 
     source: str
@@ -202,6 +214,8 @@ class Result:
     embedding: list[float] | None = None
     embedding_model: str | None = None  # set when an embedding was asked for
     embedding_error: ItemError | None = None
+    data: Any = None
+    structured: bool = False  # set when a schema was asked for: the record has ``data``
     cached: bool = False
 
     @property
@@ -223,7 +237,7 @@ class Result:
         (re-encoded from ``original`` when that is set)."""
         return cls(
             source, model, prompt, answer.text, answer.error, answer.usage, media, original,
-            answer.finish_reason, answer.latency_ms, answer.attempts,
+            answer.finish_reason, answer.latency_ms, answer.attempts, data=answer.data,
         )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
@@ -243,7 +257,7 @@ class Result:
             "latency_ms": self.latency_ms,
             "attempts": self.attempts,
             "cached": self.cached,
-        } | self._embedding_json()
+        } | ({"data": self.data} if self.structured else {}) | self._embedding_json()
 
     def _embedding_json(self) -> dict[str, Any]:
         if self.embedding_model is None:
@@ -269,7 +283,7 @@ class Result:
             _optional(Usage, data.get("usage")), _optional(Media, image),
             _optional(Media, original), data.get("finish_reason"), data.get("latency_ms"),
             int(data.get("attempts", 0)), data.get("embedding"), data.get("embedding_model"),
-            _optional(ItemError, data.get("embedding_error")),
+            _optional(ItemError, data.get("embedding_error")), data.get("data"), "data" in data,
             cached=data.get("cached") is True,
         )  # fmt: skip
 

@@ -151,8 +151,9 @@ class Pipeline:
         return bounded_map(sources, self.process, self._config.in_flight, stop)
 
     async def process(self, source: Source) -> Result:
-        """One source's record: described, or failed with a typed, redacted error. A bug
-        costs this item an ``internal_error`` record (logged with its traceback), not the run."""
+        """One source's record: described, or failed with a typed, redacted error; with a
+        schema, every record carries ``data``. A bug costs this item an ``internal_error``
+        record (logged with its traceback), not the run."""
         config = self._config
         prepared: Prepared | None = None
         lease = self._budget.lease()
@@ -170,6 +171,8 @@ class Pipeline:
             result = failed(source.ref, config, internal_error(exc, source.ref), prepared)
         finally:
             await lease.release()
+        if config.schema is not None:
+            result = replace(result, structured=True)
         return _redacted(result, self._connection.hidden)
 
     async def _describe(self, source: Source, prepared: Prepared) -> Result:

@@ -3,18 +3,21 @@
 Answers come from the jobs' result files (``{"key", "response"}`` or ``{"key", "error"}``
 lines, read through the same response reader as online calls), joined with the keys file
 (source and media of each key); items that failed before submission come back from the
-errors file through :meth:`Result.from_json`. This module yields results only: writing them
-is the output stage's job.
+errors file through :meth:`Result.from_json`. A submission made with ``--schema`` has its
+answers checked against it, as online (``data``, or ``invalid_output``: no second call is
+made here). This module yields results only: writing them is the output stage's job.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 from .. import gemini
 from ..model import ErrorType, ItemError, Media, Result
+from ..schema import AnswerCheck
 from .store import JobRecord, read_jsonl
 
 #: The error of a key that no created job holds: its request was never sent.
@@ -27,6 +30,11 @@ async def results(record: JobRecord, connection: gemini.Connection) -> AsyncIter
     succeed. ``record`` must be final as of its last refresh (its parts' states and result
     files are read from it). Deletes the media uploaded for the submission once read.
     Raises :class:`~describer.errors.ItemFailure` when a result file cannot be downloaded."""
+    async for result in _results(record, connection):
+        yield replace(result, structured=True) if record.schema is not None else result
+
+
+async def _results(record: JobRecord, connection: gemini.Connection) -> AsyncIterator[Result]:
     answers: dict[str, dict[str, Any]] = {}
     part_errors: dict[int, str] = {}
     for index, part in enumerate(record.parts):
@@ -55,9 +63,10 @@ def _keyed_results(
 ) -> Iterator[Result]:
     bounds = _part_bounds(record)
     part_errors = {**part_errors, len(bounds): NOT_SENT}
+    check = AnswerCheck(record.schema) if record.schema is not None else None
     for entry in read_jsonl(record.path(".keys.jsonl")):
         part_error = part_errors.get(_part_of(entry["key"], bounds))
-        yield _keyed_result(record, entry, answers.get(entry["key"]), part_error)
+        yield _keyed_result(record, entry, answers.get(entry["key"]), part_error, check)
 
 
 def _part_bounds(record: JobRecord) -> list[int]:
@@ -76,7 +85,11 @@ def _part_of(key: str, bounds: list[int]) -> int:
 
 
 def _keyed_result(
-    record: JobRecord, entry: dict[str, Any], line: dict[str, Any] | None, part_error: str | None
+    record: JobRecord,
+    entry: dict[str, Any],
+    line: dict[str, Any] | None,
+    part_error: str | None,
+    check: AnswerCheck | None,
 ) -> Result:
     media = Media.from_json(entry["image"])
     original = Media.from_json(entry["original"]) if entry.get("original") else None
@@ -89,6 +102,8 @@ def _keyed_result(
         return Result(entry["source"], record.model, record.prompt, error=_line_error(line),
                       media=media, original=original, attempts=1)  # fmt: skip
     answer = gemini.interpret_json(line.get("response") or {})
+    if check is not None:
+        answer = check.check(answer)
     return Result.described(entry["source"], record.model, record.prompt, answer, media, original)
 
 

@@ -56,13 +56,15 @@ class JobRecord:
     skipped: int = 0  # folder entries that were not of a --media kind
     not_submitted: int = 0  # items not sent because the submission failed part-way
     failure: str | None = None  # why it failed (the upload or job creation error), if it did
+    schema: dict[str, Any] | None = None  # --schema's JSON Schema: fetch checks answers by it
 
     @classmethod
     def new(cls, config: Config) -> JobRecord:
         """A fresh record with a sortable id like ``20261121-120501-3f2a``."""
         now = dt.datetime.now(dt.UTC)
         job_id = f"{now:%Y%m%d-%H%M%S}-{random_ids.token_hex(2)}"
-        return cls(job_id, now.isoformat(timespec="seconds"), config.model, config.prompt)
+        return cls(job_id, now.isoformat(timespec="seconds"), config.model, config.prompt,
+                   schema=config.schema)  # type: ignore[arg-type]
 
     def path(self, suffix: str) -> Path:
         """``<jobs dir>/<id><suffix>``."""

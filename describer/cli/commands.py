@@ -97,6 +97,8 @@ def describe(sources: tuple[str, ...], dry_run: bool, **options: Any) -> None:  
 
     def start() -> Coroutine[Any, Any, int]:
         check_arguments(sources)
+        if options["embed_field"] and not options["embed"]:
+            raise ConfigError("--embed-field chooses what --embed embeds: give --embed too")
         config = Config(**options)
         return dry_run_main(config, sources) if dry_run else describe_main(config, sources)
 
@@ -167,8 +169,11 @@ async def embed_main(file: Path, config: Config) -> int:
     if report.quota is not None:
         done = f"{report.embedded} embedded"
         say(stop_line(report.quota, done, None, resumable=True, reason=report.quota_reason))
+    without = ""
+    if report.no_text and config.embed_field:
+        without = f", {report.no_text} without data.{config.embed_field}"
     say(f"describer: {file}: {report.embedded} embedded, {report.failed} failed, "
-        f"{report.already} already had one, {report.lines} lines")  # fmt: skip
+        f"{report.already} already had one{without}, {report.lines} lines")  # fmt: skip
     if report.quota is not None:
         return EXIT_QUOTA
     if interrupts.stop.is_set():

@@ -87,6 +87,10 @@ model_options = options(
     click.option("--thinking", type=click.Choice(THINKING_LEVELS), default=DEFAULT_THINKING,
                  show_default=True,
                  help="Thinking level (billed as output tokens); model: the model's default."),
+    click.option("--schema", metavar="SPEC",
+                 help="Answer as JSON valid under a schema, parsed into each record's data: "
+                      "llm's concise syntax ('title, people int: how many'), inline JSON "
+                      "Schema, or a JSON Schema file."),
 )  # fmt: skip
 
 input_options = options(
@@ -149,6 +153,9 @@ embed_options = options(
                  help="Seconds a partial batch waits for more descriptions."),
     click.option("--embed-rpm", type=click.IntRange(min=1),
                  help="Embedding calls per minute allowed by your quota."),
+    click.option("--embed-field", metavar="FIELD",
+                 help="Embed this field of each record's data (--schema answers) instead of "
+                      "the description."),
 )  # fmt: skip
 
 output_option = click.option(

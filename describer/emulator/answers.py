@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import array
 import hashlib
+import json
 import math
 import random
 import secrets
@@ -25,6 +26,7 @@ from typing import Any
 
 from .contents import GenerateRequest
 from .media import Media
+from .structured import instance, json_schema, off_schema
 from .wire import get_field
 
 CHARS_PER_TOKEN = 4  # Gemini's rule of thumb for text.
@@ -108,8 +110,20 @@ def describe_media(item: Media) -> str:
     return describe(item.sha256, item.width, item.height, item.label)
 
 
-def answer_text(req: GenerateRequest) -> str:
-    """The full answer text for ``req`` (before any max-token truncation)."""
+def answer_text(req: GenerateRequest, shape: str | None = None) -> str:
+    """The full answer text for ``req`` (before any max-token truncation): the description;
+    with a ``responseJsonSchema``, JSON valid under it (structured.instance), or for the
+    scripted shapes ``bad_json`` the description as prose (not JSON) and ``off_schema``
+    JSON that is not valid under it (structured.off_schema)."""
+    text = _description(req)
+    schema = json_schema(req.generation_config)
+    if schema is None or shape == "bad_json":
+        return text
+    value = off_schema(schema, text) if shape == "off_schema" else instance(schema, text)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _description(req: GenerateRequest) -> str:
     if not req.media:
         digest = hashlib.sha256("\n".join(req.texts).encode()).hexdigest()
         chars = sum(len(t) for t in req.texts)
@@ -129,7 +143,7 @@ def _candidate(req: GenerateRequest, shape: str | None,
     if shape == "empty":
         return {"content": {"parts": [], "role": "model"}, "finishReason": "STOP",
                 "index": 0}, 0, thoughts
-    text, reason = answer_text(req), "STOP"
+    text, reason = answer_text(req, shape), "STOP"
     if shape == "max_tokens":
         text, reason = text[: max(1, len(text) // 2)], "MAX_TOKENS"
     limit = get_field(req.generation_config, "maxOutputTokens", "max_output_tokens")
@@ -223,10 +237,11 @@ def build_response(req: GenerateRequest, shape: str | None, cached: int = 0,
     """The GenerateContentResponse dict for ``req``.
 
     shape: a scripted shape ("block": promptFeedback only; "safety": SAFETY finish, no
-    content; "empty": no parts; "max_tokens": half the text, MAX_TOKENS) or None / any other
-    value for a normal answer. cached: prompt tokens read from an implicit cache
-    (caching.py). usageMetadata: promptTokenCount by :func:`prompt_tokens`;
-    candidatesTokenCount = ceil(len(answer) / 4); thoughtsTokenCount by
+    content; "empty": no parts; "max_tokens": half the text, MAX_TOKENS; "bad_json" and
+    "off_schema": see :func:`answer_text`) or None / any other value for a normal answer.
+    cached: prompt tokens read from an implicit cache (caching.py). usageMetadata:
+    promptTokenCount by :func:`prompt_tokens`; candidatesTokenCount = ceil(len(answer) /
+    4); thoughtsTokenCount by
     :func:`thinking_tokens`; totalTokenCount their sum; with ``echo_tier``, serviceTier
     the request's ("standard" / "flex"), as a generateContent answer of 2026-09 carried it
     (``"serviceTier":"standard"`` in usageMetadata, a public curl probe log). Batch result

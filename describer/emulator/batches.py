@@ -240,7 +240,7 @@ class BatchApi:
             self._behaviour.raise_scripted(script, key=None)
         except ApiError as err:
             return {"error": err.body()["error"]}
-        return {"response": build_response(parsed, script.kind if script else None,
+        return {"response": build_response(parsed, self._behaviour.answer_shape(script),
                                            echo_tier=True)}
 
     def _finish(self, job: BatchJob, parsed: list[GenerateRequest | ApiError], state: str,

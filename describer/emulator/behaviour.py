@@ -73,6 +73,9 @@ __all__ = ["DAY_RETRY_S", "RPM_WINDOW_S", "Behaviour", "EmulatorSettings", "Garb
            "Script", "garbled_response", "parse_script"]
 
 SHAPES = frozenset({"block", "safety", "empty", "max_tokens"})  # answer shapes (answers.py)
+#: Answer shapes for structured output, for the first N requests or every one (answers.py:
+#: prose instead of JSON; JSON that breaks the request's responseJsonSchema).
+COUNTED_SHAPES = frozenset({"bad_json", "off_schema"})
 #: A generateContent answer cut off after its first bytes: HTTP 200, not JSON.
 GARBAGE_BODY = '{\n  "candidates": [\n    {\n      "content": {\n        "parts": [\n          {"te'
 
@@ -91,9 +94,9 @@ def garbled_response() -> web.Response:
 class Script:
     """A scripted per-image behaviour parsed from text (see :func:`parse_script`).
 
-    kind: block | safety | empty | max_tokens | fail | garbage | slow | suspended; status:
-    HTTP code (fail); remaining: failures left (fail, garbage; None = always); seconds:
-    delay (slow).
+    kind: block | safety | empty | max_tokens | bad_json | off_schema | fail | garbage |
+    slow | suspended; status: HTTP code (fail); remaining: requests left to script (fail,
+    garbage, bad_json, off_schema; None = always); seconds: delay (slow).
     """
 
     kind: str
@@ -104,8 +107,12 @@ class Script:
 
 def parse_script(text: str) -> Script:
     """Parse "block", "safety", "empty", "max_tokens", "suspended", "garbage[:N]",
-    "fail:CODE[:N]" or "slow:SECONDS"; ValueError if it is none of these.
+    "bad_json[:N]", "off_schema[:N]", "fail:CODE[:N]" or "slow:SECONDS"; ValueError if it
+    is none of these.
 
+    bad_json:N answers the first N requests for the image with prose where a
+    responseJsonSchema asks for JSON; off_schema:N with JSON that is not valid under the
+    schema (answers.py); then normally; without N, every time.
     fail:CODE:N fails the first N requests for the image with HTTP CODE (e.g. 503, 500,
     429), then answers normally; fail:CODE without N fails every time. garbage:N answers
     the first N requests with HTTP 200 and a body that is not JSON (module docstring);
@@ -113,11 +120,11 @@ def parse_script(text: str) -> Script:
     quotes the caller's API key (module docstring).
     """
     kind, _, rest = text.partition(":")
-    if (kind in SHAPES or kind in ("suspended", "garbage")) and not rest:
+    if (kind in SHAPES or kind in COUNTED_SHAPES or kind in ("suspended", "garbage")) and not rest:
         return Script(kind)
     try:
-        if kind == "garbage" and int(rest) >= 0:
-            return Script("garbage", remaining=int(rest))
+        if kind in (*COUNTED_SHAPES, "garbage") and int(rest) >= 0:
+            return Script(kind, remaining=int(rest))
         if kind == "slow":
             seconds = float(rest)
             if seconds >= 0:
@@ -269,6 +276,19 @@ class Behaviour:
         if script.kind == "garbage":
             raise Garbled()
         raise ApiError(script.status)
+
+    def answer_shape(self, script: Script | None) -> str | None:
+        """The answer shape ``script`` asks of this answer (answers.build_response), None
+        for a normal one: a ``bad_json``/``off_schema`` script counts down ``remaining``
+        and asks for its shape while some are left; other kinds are passed on as they are
+        (build_response answers normally for those that are not shapes)."""
+        if script is None:
+            return None
+        if script.kind in COUNTED_SHAPES and script.remaining is not None:
+            if script.remaining <= 0:
+                return None
+            script.remaining -= 1
+        return script.kind
 
     def fault_due(self) -> bool:
         """Draw from the fault RNG: True for a ``fault_rate`` fraction of calls."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .media import Media, probe
+from .structured import check_request
 from .wire import ApiError, decode_base64, get_field, load_json
 
 MAX_REQUEST_BYTES = 20 * 1024 * 1024  # Gemini API limit for requests with inline data.
@@ -122,7 +123,8 @@ def parse_generate(model: str, body: bytes, files: FileParts | None = None) -> G
     """Parse and validate a generateContent body, probing every inline or file part.
 
     ApiError 400: body over MAX_REQUEST_BYTES, not a JSON object, no contents, bad media,
-    bad serviceTier; 403 for any ``cachedContent`` (module docstring).
+    bad serviceTier, a responseJsonSchema Gemini refuses (structured.py); 403 for any
+    ``cachedContent`` (module docstring).
     """
     if len(body) > MAX_REQUEST_BYTES:
         raise ApiError(400, MSG_TOO_LARGE)
@@ -140,9 +142,9 @@ def parse_payload(model: str, payload: dict[str, Any],
         raise ApiError(400, MSG_NO_CONTENTS)
     system = text_of(get_field(payload, "systemInstruction", "system_instruction"))
     config = get_field(payload, "generationConfig", "generation_config")
-    return GenerateRequest(model, media, texts, system,
-                           config if isinstance(config, dict) else {}, first,
-                           tuple(texts[:lead]), tier)
+    config = config if isinstance(config, dict) else {}
+    check_request(config)
+    return GenerateRequest(model, media, texts, system, config, first, tuple(texts[:lead]), tier)
 
 
 def service_tier(value: Any) -> str:

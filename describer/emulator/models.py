@@ -141,7 +141,7 @@ class ModelsApi:
             raise ApiError(503, MSG_OVERLOADED)
         cached = self._behaviour.cached_tokens(req)
         self.stats.cached_tokens += cached
-        return build_response(req, script.kind if script else None, cached, echo_tier=True)
+        return build_response(req, self._behaviour.answer_shape(script), cached, echo_tier=True)
 
     def _shed(self) -> None:
         """Shed a flex request when the shed RNG says so, counting it."""

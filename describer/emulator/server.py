@@ -94,9 +94,10 @@ class GeminiEmulator(LoopbackServer):
         """Script how requests whose first image has this sha256 are answered (None: clear).
 
         behaviour: "block", "safety", "empty", "max_tokens", "suspended", "fail:503:N",
-        "fail:500:N", "fail:400", "slow:SECONDS" (see behaviour.parse_script). ValueError if
-        unknown. "suspended" answers 403 with the caller's API key in the message.
-        """
+        "fail:500:N", "fail:400", "slow:SECONDS", "bad_json[:N]", "off_schema[:N]" (see
+        behaviour.parse_script). ValueError if unknown. "suspended" answers 403 with the
+        caller's API key in the message; "bad_json" and "off_schema" break structured
+        output (prose; JSON not valid under the request's responseJsonSchema)."""
         self.behaviour.script(sha256_hex, behaviour)
 
     def clear_scripts(self) -> None:

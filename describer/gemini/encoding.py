@@ -19,19 +19,26 @@ from ..model import Prepared
 #: level: 2.5 Flash takes 0-24576 tokens (ai.google.dev/gemini-api/docs/thinking, "Set
 #: budgets"); ``low`` is a small fixed budget, ``high`` that maximum.
 THINKING_BUDGETS = {"low": 1024, "medium": 8192, "high": 24576}
+#: The MIME type a ``response_json_schema`` needs beside it (google-genai 3.4.0,
+#: ``GenerateContentConfig.response_json_schema``: "response_mime_type is required").
+JSON_MIME = "application/json"
 
 
 def generation_settings(config: Config) -> dict[str, Any]:
     """The ``GenerateContentConfig`` fields the run's options set (snake_case, unset ones
     left out): ``system_instruction``, ``temperature``, ``max_output_tokens``,
-    ``media_resolution`` (as the API's enum name, e.g. ``MEDIA_RESOLUTION_LOW``) and
-    ``thinking_config`` (see :func:`thinking_config`)."""
+    ``media_resolution`` (as the API's enum name, e.g. ``MEDIA_RESOLUTION_LOW``),
+    ``thinking_config`` (see :func:`thinking_config`) and, with ``--schema``,
+    ``response_mime_type`` (``application/json``) with ``response_json_schema`` (the JSON
+    Schema, as it is: its property names are not respelled)."""
     settings = {
         "system_instruction": config.system_instruction,
         "temperature": config.temperature,
         "max_output_tokens": config.max_output_tokens,
         "media_resolution": MEDIA_RESOLUTIONS.get(config.media_resolution or ""),
         "thinking_config": thinking_config(config.model, config.thinking),
+        "response_mime_type": JSON_MIME if config.schema is not None else None,
+        "response_json_schema": config.schema,
     }
     return {name: value for name, value in settings.items() if value is not None}
 
@@ -75,8 +82,11 @@ def request_json(media: dict[str, Any], config: Config) -> dict[str, Any]:
     system = settings.pop("system_instruction", None)
     if system is not None:
         body["systemInstruction"] = {"parts": [{"text": system}]}
+    schema = settings.pop("response_json_schema", None)
     if settings:
         body["generationConfig"] = _camel_keys(settings)
+    if schema is not None:  # a schema's own keys (property names) keep their spelling
+        body["generationConfig"]["responseJsonSchema"] = schema
     return body
 
 
