@@ -180,9 +180,11 @@ class Pipeline:
         :meth:`Describer.answer` raises."""
         config = self._config
         answer = await self._describer.answer(prepared)
-        return Result.described(
+        result = Result.described(
             source.ref, config.model, config.prompt, answer, prepared.media, prepared.original
         )
+        # structured before the cache keeps it: a hit then brings back ``data`` too
+        return replace(result, structured=config.schema is not None)
 
 
 def internal_error(exc: Exception, source: str) -> ItemError:

@@ -238,3 +238,20 @@ async def test_old_records_without_cached_are_still_resumed(
     out = await describe_run(capsys, urls, output=out_file)
     assert out.code == 0 and "1 already described (resumed)" in out.stderr
     assert gemini_env.stats.generate_requests == 1
+
+
+async def test_a_schema_answer_comes_back_from_the_cache_with_its_data_and_a_new_schema_misses(
+    gemini_env: GeminiEmulator, images: ImageServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images.add("/s.jpg", jpeg(seed=21))
+    url = images.url("/s.jpg")
+    first = await describe_run(capsys, [url], schema="title, people int")
+    [paid] = first.records
+    assert paid["error"] is None and set(paid["data"]) == {"title", "people"}
+    gemini_env.reset_stats()
+    [hit] = (await describe_run(capsys, [url], schema="title, people int")).records
+    assert gemini_env.stats.generate_requests == 0 and hit["cached"] is True
+    assert hit["data"] == paid["data"]  # the parsed fields come back, not only the text
+    [other] = (await describe_run(capsys, [url], schema="title, mood")).records
+    assert gemini_env.stats.generate_requests == 1 and other["cached"] is False
+    assert set(other["data"]) == {"title", "mood"}
