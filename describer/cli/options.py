@@ -121,7 +121,7 @@ connection_options = options(
     click.option("--max-attempts", type=click.IntRange(min=1), default=5, show_default=True,
                  help="Tries per download and per model call (408, 5xx, timeouts; a model "
                       "call's 429s are waited out and not counted)."),
-    click.option("--max-quota-wait", type=click.FloatRange(min=0, min_open=True),
+    click.option("--max-quota-wait", type=click.FloatRange(min=0, min_open=True), metavar="S",
                  default=DEFAULT_MAX_QUOTA_WAIT, show_default=True,
                  help="Seconds of 429s one model call may meet before the run stops at that "
                       "quota (exit 3; rerun to continue)."),
