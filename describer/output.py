@@ -67,7 +67,11 @@ class Sink:
 
 @contextlib.contextmanager
 def open_sink(
-    path: Path | None, overwrite: bool = False, model: str = "", prompt: str = ""
+    path: Path | None,
+    overwrite: bool = False,
+    model: str = "",
+    prompt: str = "",
+    structured: bool | None = None,
 ) -> Iterator[Sink]:
     """Open the run's output: stdout, or ``path`` resumed (appended), or emptied with
     ``overwrite``; describer's lock on ``path`` is held until the block ends.
@@ -80,7 +84,7 @@ def open_sink(
         yield Sink(Resume(), stream=sys.stdout)
         return
     with exclusive(path) as lock_fd:
-        resume = _scan(lock_fd, path, model, prompt)
+        resume = _scan(lock_fd, path, model, prompt, structured)
         fd = _open_for_append(path, 0 if overwrite else resume.kept_bytes, resume.torn)
         try:
             yield Sink(Resume() if overwrite else resume, fd=fd, path=path)
@@ -88,10 +92,10 @@ def open_sink(
             os.close(fd)
 
 
-def _scan(fd: int, path: Path, model: str, prompt: str) -> Resume:
+def _scan(fd: int, path: Path, model: str, prompt: str, structured: bool | None) -> Resume:
     try:
         with os.fdopen(os.dup(fd), "rb") as handle:
-            return scan(handle, path, model, prompt)
+            return scan(handle, path, model, prompt, structured)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
 

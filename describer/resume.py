@@ -31,7 +31,8 @@ class Resume:
     ``done``: fingerprints of the :func:`~describer.sources.identity` of sources with a
     successful record (skipped this time); ``kept_bytes``: the length of the whole records;
     ``torn``: a torn last line follows them (to be dropped); ``other_settings``: some kept
-    records were made with another model or prompt.
+    records were made with another model or prompt, or with ``--schema`` where this run has
+    none, or the other way round (records with a schema carry ``data``).
     """
 
     done: set[bytes] = field(default_factory=set)
@@ -44,8 +45,16 @@ class Resume:
 OUTPUT_ADVICE = "describer does not write into files it did not write: choose another -o"
 
 
-def scan(handle: BinaryIO, path: Path, model: str = "", prompt: str = "") -> Resume:
-    """Read the records of an open output file. Nothing is written.
+def scan(
+    handle: BinaryIO,
+    path: Path,
+    model: str = "",
+    prompt: str = "",
+    structured: bool | None = None,
+) -> Resume:
+    """Read the records of an open output file. Nothing is written. ``model``, ``prompt``
+    and ``structured`` (a schema is asked for; None: not checked) are this run's, for
+    :attr:`Resume.other_settings`.
 
     Raises :class:`ConfigError` when a whole line is not a describer record, or the file is
     one unterminated line that is not a torn record.
@@ -56,7 +65,7 @@ def scan(handle: BinaryIO, path: Path, model: str = "", prompt: str = "") -> Res
             _check_torn(line, path, recognised=resume.kept_bytes > 0)
             resume.torn = True
             break
-        _remember(resume, record, model, prompt)
+        _remember(resume, record, model, prompt, structured)
         resume.kept_bytes += len(line)
     return resume
 
@@ -100,8 +109,14 @@ def _check_torn(line: bytes, path: Path, recognised: bool) -> None:
         )
 
 
-def _remember(resume: Resume, record: dict[str, Any], model: str, prompt: str) -> None:
+def _remember(
+    resume: Resume, record: dict[str, Any], model: str, prompt: str, structured: bool | None
+) -> None:
     if record.get("error") is None:
         resume.done.add(fingerprint(identity(record_source(record))))
-        if (model and record.get("model") != model) or (prompt and record.get("prompt") != prompt):
+        if (
+            (model and record.get("model") != model)
+            or (prompt and record.get("prompt") != prompt)
+            or (structured is not None and ("data" in record) != structured)
+        ):
             resume.other_settings = True

@@ -75,7 +75,10 @@ async def run(
     tally = Tally(model=config.model, media=config.media, tier=config.service_tier)
     watch = QuotaWatch(progress.write, stop)
     async with gemini.connect(config) as connection, open_cache(config) as cache:
-        with open_sink(config.output, config.overwrite, config.model, config.prompt) as sink:
+        structured = config.schema is not None
+        with open_sink(
+            config.output, config.overwrite, config.model, config.prompt, structured
+        ) as sink:
             _report_resume(progress, sink.resume, config)
             reader = SourceReader(
                 config.follow_symlinks, stdin, done=sink.resume.done, media=config.media
@@ -153,6 +156,6 @@ def _report_resume(progress: Progress, resume: Resume, config: Config) -> None:
         )
     if resume.other_settings:
         progress.write(
-            f"describer: warning: {config.output} has records made with another model or "
-            "prompt; their sources are skipped too"
+            f"describer: warning: {config.output} has records made with another model, "
+            "prompt or --schema setting; their sources are skipped too"
         )

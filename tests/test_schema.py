@@ -323,3 +323,17 @@ def test_the_config_holds_one_schema_whatever_form_it_was_given_in(tmp_path: Pat
                                               "description": "the title, in words"}
     with pytest.raises(ConfigError, match="must be a JSON object"):
         Config(schema=[1, 2])  # type: ignore[arg-type]
+
+
+async def test_resuming_a_file_described_without_the_schema_says_so(
+    gemini_env: GeminiEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str], write_files
+) -> None:
+    folder = write_files({"a.jpg": jpeg(seed=31)})
+    out = tmp_path / "out.jsonl"
+    warning = "has records made with another model, prompt or --schema setting"
+    plain = await describe_run(capsys, [str(folder)], output=out)
+    assert plain.code == 0 and warning not in plain.stderr
+    same = await describe_run(capsys, [str(folder)], output=out)
+    assert warning not in same.stderr  # same settings: a quiet resume
+    with_schema = await describe_run(capsys, [str(folder)], output=out, schema="title")
+    assert warning in with_schema.stderr  # its source is skipped, and the user is told
