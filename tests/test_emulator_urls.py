@@ -153,3 +153,25 @@ def test_upload_rate_parsing_and_cli_flag() -> None:
     assert settings_from(build_parser().parse_args([])).upload_bytes_per_s is None
     with pytest.raises(ValueError):
         EmulatorSettings(upload_bytes_per_s=0)
+
+
+async def test_batch_lines_fetch_urls_and_fail_one_by_one(emu: GeminiEmulator,
+                                                          client: genai.Client,
+                                                          srv: ImageServer) -> None:
+    emu.batch.configure(pending_polls=None, running_polls=None, pending_seconds=0.0,
+                        running_seconds=0.0)
+    data = make_image(300, 200)
+    srv.add("/ok.jpg", data)
+    requests = [types.InlinedRequest(
+        contents=[types.Part.from_uri(file_uri=uri, mime_type="image/jpeg"), "describe"],
+        metadata={"key": k}) for k, uri in (("ok", srv.url("/ok.jpg")),
+                                            ("gone", closed_port_url()))]
+    job = await client.aio.batches.create(model="gemini-x", src=requests)
+    done = await client.aio.batches.get(name=job.name or "")
+    assert done.dest is not None
+    ok, gone = done.dest.inlined_responses or []
+    assert ok.response is not None and "300x200" in (ok.response.text or "")
+    assert gone.error is not None and gone.error.code == 400
+    assert gone.error.message == urls.MSG_URL_FETCH
+    assert emu.batch.stats.url_parts == 1 and emu.batch.stats.url_bytes_fetched == len(data)
+    assert srv.hits["/ok.jpg"] == 1

@@ -66,7 +66,7 @@ class GeminiEmulator(LoopbackServer):
         shared = BatchStats()
         self.files = FilesApi(self.behaviour, shared, self._url)
         self.models = ModelsApi(self.behaviour, self.stats, self.files, self._url)
-        self.batch = BatchApi(self.behaviour, self.files, shared, self._url)
+        self.batch = BatchApi(self.behaviour, self.files, shared, self._url, self.models.client)
         self.models.add_action("batchGenerateContent", self.batch.create)
         self.uplink = Uplink()
         self.app = self._make_app()

@@ -136,10 +136,11 @@ class BatchStats:
 
     upload_sessions / upload_chunks: resumable starts / chunk POSTs; files_uploaded,
     file_bytes_uploaded: finalized uploads and their bytes; files_deleted; files_downloaded,
-    file_bytes_downloaded; file_parts: fileData parts resolved (generateContent and batch
-    lines); batch_jobs_created; batch_requests: requests in all created jobs;
-    requests_per_job: one count per created job; batch_polls: batches.get calls;
-    batch_cancels: cancels of unfinished jobs; batch_deletes;
+    file_bytes_downloaded; file_parts: Files API fileData parts resolved (generateContent and
+    batch lines); url_parts / url_bytes_fetched: fileData http(s) URL parts of batch lines
+    answered and the bytes fetched for them (urls.py); batch_jobs_created; batch_requests:
+    requests in all created jobs; requests_per_job: one count per created job; batch_polls:
+    batches.get calls; batch_cancels: cancels of unfinished jobs; batch_deletes;
     responses_by_status / request_bytes: of the Files/Batch endpoints only
     (batchGenerateContent is counted in ``emu.stats`` like generateContent).
     """
@@ -152,6 +153,8 @@ class BatchStats:
     files_downloaded: int = 0
     file_bytes_downloaded: int = 0
     file_parts: int = 0
+    url_parts: int = 0
+    url_bytes_fetched: int = 0
     batch_jobs_created: int = 0
     batch_requests: int = 0
     requests_per_job: list[int] = field(default_factory=list)

@@ -110,14 +110,26 @@ async def fetch_all(session: aiohttp.ClientSession, uris: list[str]) -> dict[str
     return dict(zip(uris, results, strict=True))
 
 
+async def fetch_each(session: aiohttp.ClientSession,
+                     uris: list[str]) -> dict[str, Fetched | ApiError]:
+    """Every URL fetched at once, each to its Fetched or its ApiError 400 (batch lines fail
+    one by one)."""
+    results = await asyncio.gather(*(fetch(session, u) for u in uris), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, ApiError):
+            raise result
+    return dict(zip(uris, results, strict=True))  # type: ignore[arg-type]
+
+
 class UrlParts:
     """A FileParts resolving http(s) fileUris from ``fetched`` and the rest with ``files``.
 
-    A URL part is probed like inline bytes under the part's mimeType (else the answer's
+    ``fetched`` maps each URL to its Fetched answer or the ApiError its fetch raised (raised
+    again here). A URL part is probed like inline bytes under the part's mimeType (else the answer's
     Content-Type) and comes back with ``source="url"``.
     """
 
-    def __init__(self, files: FileParts | None, fetched: dict[str, Fetched],
+    def __init__(self, files: FileParts | None, fetched: dict[str, Fetched | ApiError],
                  own_base: str = "") -> None:
         self._files = files
         self._fetched = fetched
@@ -131,5 +143,7 @@ class UrlParts:
             if external or self._files is None:
                 raise ApiError(400, MSG_URL_FETCH)
             return self._files.file_part(file_data)
+        if isinstance(got, ApiError):
+            raise got
         mime = str(get_field(file_data, "mimeType", "mime_type") or got.content_type)
         return dataclasses.replace(probe(got.data, mime), source="url")
