@@ -8,6 +8,8 @@ the client. Its modules follow the API surface it emulates:
 - ``wire``: Google's error bodies and messages, JSON and base64 decoding, the API key check;
 - ``media``: probing what a request carries (images with Pillow; PDFs, audio, video);
 - ``contents``: reading a GenerateContentRequest (parts, inline and file data);
+- ``urls``: ``fileData`` http(s) URLs, fetched as Gemini fetches them (100 MB, its 400);
+- ``uplink``: the ``upload_bytes_per_s`` cap on reading request bodies;
 - ``answers``: deterministic answers, token counts, usage metadata, embeddings;
 - ``settings``: ``EmulatorSettings``, every knob with its default and source;
 - ``behaviour``: latency, faults, flex and per-image scripts, as one ``Behaviour`` object,

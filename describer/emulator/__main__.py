@@ -16,6 +16,7 @@ import sys
 
 from .server import GeminiEmulator
 from .settings import IMPLICIT_CACHE_TTL_S, QUOTA_STYLES, SHED_STATUSES, EmulatorSettings
+from .uplink import parse_rate
 
 
 def parse_latency(text: str) -> tuple[float, float]:
@@ -28,6 +29,14 @@ def parse_latency(text: str) -> tuple[float, float]:
     if not 0 <= pair[0] <= pair[1]:
         raise argparse.ArgumentTypeError("latency needs 0 <= LOW <= HIGH")
     return pair
+
+
+def rate_arg(text: str) -> float:
+    """Parse "100Mbit", "12.5MB" ... to bytes per second (uplink.parse_rate)."""
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds an implicit-cache prefix lives (default 300)")
     p.add_argument("--fault-rate", type=float, default=0.0,
                    help="fraction of generate requests answered 503")
+    p.add_argument("--upload-rate", type=rate_arg, default=None,
+                   help="cap on request body bytes read per second, standing in for the "
+                        "client's uplink: e.g. 100Mbit, 12.5MB, 500kbit (default: no cap)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-key", action="store_true", help="do not require an API key")
     return p
@@ -85,6 +97,7 @@ def settings_from(args: argparse.Namespace) -> EmulatorSettings:
         bare_fraction=args.bare_fraction, flex_latency=args.flex_latency,
         flex_shed_rate=args.flex_shed_rate, flex_shed_status=args.flex_shed_status,
         implicit_cache=not args.no_implicit_cache, cache_ttl=args.cache_ttl,
+        upload_bytes_per_s=args.upload_rate,
     )
 
 

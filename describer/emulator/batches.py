@@ -24,6 +24,9 @@ Figures and where they come from:
 * 20 MB per inline batch create request (Batch API: inline requests under 20 MB; the
   emulator applies the 20 MiB inline limit of generateContent).
 * 2 GB per input file (Files API limit, see files.py).
+* Lines may carry ``fileData`` http(s) URLs (Gemini fetches them on the Batch API too):
+  fetched when the job runs, each URL that cannot be fetched failing its lines with the
+  400 of urls.py.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from .answers import build_response
@@ -42,6 +46,7 @@ from .contents import (
     MAX_REQUEST_BYTES,
     MSG_TOO_LARGE,
     THREAD_DECODE_BYTES,
+    FileParts,
     GenerateRequest,
     parse_payload,
 )
@@ -61,6 +66,7 @@ from .jobs import (
     state_name,
 )
 from .stats import BatchStats
+from .urls import UrlParts, fetch_each, url_uris
 from .wire import ApiError, api_route, error_response, get_field, load_json, new_id, page, short_id
 
 MSG_NO_BATCH_INPUT = "* BatchGenerateContentRequest.batch.input_config: input is required"
@@ -86,7 +92,8 @@ class BatchApi:
     """
 
     def __init__(self, behaviour: Behaviour, files: FilesApi, stats: BatchStats,
-                 base_url: Callable[[], str]) -> None:
+                 base_url: Callable[[], str],
+                 client: Callable[[], aiohttp.ClientSession] | None = None) -> None:
         self.jobs: dict[str, BatchJob] = {}
         self.stats = stats
         self.pending_polls: int | None = 1
@@ -97,6 +104,7 @@ class BatchApi:
         self._behaviour = behaviour
         self._files = files
         self._base_url = base_url
+        self._client = client
 
     # ----- Python control API ----------------------------------------------------------
     def configure(self, **changes: Any) -> dict[str, Any]:
@@ -207,8 +215,14 @@ class BatchApi:
                                               self.running_polls, self.running_seconds):
             parsed: list[GenerateRequest | ApiError] = []
             if self.end_state == SUCCEEDED:
-                parsed = (await asyncio.to_thread(self._parse_lines, job)
-                          if job.input_bytes > THREAD_DECODE_BYTES else self._parse_lines(job))
+                files = await self._url_parts(job)
+                big = job.input_bytes > THREAD_DECODE_BYTES or files is not self._files
+                parsed = (await asyncio.to_thread(self._parse_lines, job, files)
+                          if big else self._parse_lines(job, files))
+                urls = [m for p in parsed if not isinstance(p, ApiError)
+                        for m in p.media if m.source == "url"]
+                self.stats.url_parts += len(urls)
+                self.stats.url_bytes_fetched += sum(m.nbytes for m in urls)
             self._finish(job, parsed, self.end_state, version)
 
     @staticmethod
@@ -218,14 +232,25 @@ class BatchApi:
         by_time = seconds is not None and time.monotonic() - job.since >= seconds
         return by_polls or by_time
 
-    def _parse_lines(self, job: BatchJob) -> list[GenerateRequest | ApiError]:
+    async def _url_parts(self, job: BatchJob) -> FileParts:
+        """The Files API, or with the job's http(s) fileData URLs fetched (urls.py) a
+        UrlParts over it: a URL that cannot be fetched fails its lines only."""
+        own = self._base_url()
+        uris = list(dict.fromkeys(u for line in job.lines if line.request is not None
+                                  for u in url_uris(line.request, own)))
+        if not uris or self._client is None:
+            return self._files
+        return UrlParts(self._files, await fetch_each(self._client(), uris), own)
+
+    def _parse_lines(self, job: BatchJob,
+                     files: FileParts | None = None) -> list[GenerateRequest | ApiError]:
         """Parse every request (probes media; safe in a worker thread)."""
         out: list[GenerateRequest | ApiError] = []
         for line in job.lines:
             try:
                 if line.error is not None or line.request is None:
                     raise line.error or ApiError(400)
-                out.append(parse_payload(job.model, line.request, self._files))
+                out.append(parse_payload(job.model, line.request, files or self._files))
             except ApiError as err:
                 out.append(err)
         return out

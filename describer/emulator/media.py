@@ -56,7 +56,9 @@ class Media:
     sha256: hex digest of the bytes; mime_type: as declared by the part; nbytes: size in
     bytes; label: JPEG | PNG | WEBP | HEIF | PDF | AUDIO | VIDEO; modality: the
     promptTokensDetails modality (IMAGE | DOCUMENT | AUDIO | VIDEO); tokens: prompt tokens;
-    width/height: px (images; 0 otherwise); pages (PDF) / seconds (audio, video): 0 otherwise.
+    width/height: px (images; 0 otherwise); pages (PDF) / seconds (audio, video): 0 otherwise;
+    source: how the bytes came: "inline" (inlineData or a Files API file) or "url" (a
+    fileData URL the emulator fetched, urls.py).
     """
 
     sha256: str
@@ -69,6 +71,7 @@ class Media:
     height: int = 0
     pages: int = 0
     seconds: int = 0
+    source: str = "inline"
 
 
 def image_tokens(width: int, height: int) -> int:

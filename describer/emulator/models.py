@@ -11,6 +11,8 @@ Figures and where they come from:
   longer lists; the emulator answers 400 with Gemini's message).
 * ``outputDimensionality`` in [1, 3072]; 3072 by default: gemini-embedding-001.
 * 20 MiB per generateContent request with inline data (contents.py).
+* ``fileData`` parts with an http(s) URL are fetched by the emulator, up to 100 MB each,
+  and a URL it cannot fetch is a 400 (urls.py says where these come from).
 """
 
 from __future__ import annotations
@@ -22,12 +24,22 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from .answers import DEFAULT_EMBED_DIM, build_response, embedding_vector, prompt_tokens
 from .behaviour import Behaviour, Garbled, garbled_response
-from .contents import THREAD_DECODE_BYTES, FileParts, GenerateRequest, parse_generate, parts
+from .contents import (
+    MAX_REQUEST_BYTES,
+    MSG_TOO_LARGE,
+    THREAD_DECODE_BYTES,
+    FileParts,
+    GenerateRequest,
+    parse_payload,
+    parts,
+)
 from .stats import EmulatorStats, ImageRecord
+from .urls import UrlParts, fetch_all, url_uris
 from .wire import (
     MSG_INVALID,
     MSG_OVERLOADED,
@@ -52,20 +64,36 @@ class ModelsApi:
     """Handlers of the models surface of one GeminiEmulator (``emu.models``).
 
     Counts into ``stats`` (EmulatorStats); quota, latency, faults and scripts come from
-    ``behaviour``; ``fileData`` parts are resolved by ``files``. Actions are looked up by
-    name; :meth:`add_action` adds one (batchGenerateContent).
+    ``behaviour``; ``fileData`` parts are resolved by ``files``, or fetched (urls.py) when
+    they name an http(s) URL not under ``base_url()`` (the emulator's own URL). Actions are
+    looked up by name; :meth:`add_action` adds one (batchGenerateContent).
     """
 
-    def __init__(self, behaviour: Behaviour, stats: EmulatorStats, files: FileParts) -> None:
+    def __init__(self, behaviour: Behaviour, stats: EmulatorStats, files: FileParts,
+                 base_url: Callable[[], str] = str) -> None:
         self.stats = stats
+        self._base_url = base_url
         self._behaviour = behaviour
         self._files = files
         self._records = _RecordBook()
+        self._session: aiohttp.ClientSession | None = None
         self._actions: dict[str, Action] = {
             "generateContent": self.generate,
             "batchEmbedContents": self.batch_embed,
             "embedContent": self.embed_one,
         }
+
+    def client(self) -> aiohttp.ClientSession:
+        """The emulator's own HTTP client session, for fileData URLs (made on first use)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def close(self) -> None:
+        """Close the client session, if one was made."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def add_action(self, name: str, action: Action) -> None:
         """Serve ``POST /{v}/models/{model}:{name}`` with ``action(request, model, body)``,
@@ -122,12 +150,12 @@ class ModelsApi:
         record, sleep (plus the flex wait), flex shed, scripted or injected failure, then
         the answer (answers.build_response) with the implicit cache's tokens."""
         counted_at = self._behaviour.admit(model)
-        if len(body) > THREAD_DECODE_BYTES:
-            req = await asyncio.to_thread(parse_generate, model, body, self._files)
-        else:
-            req = parse_generate(model, body, self._files)
+        req = await self.parse(model, body)
         self._behaviour.admit_tokens(model, prompt_tokens(req), counted_at)
-        self.stats.image_bytes += sum(m.nbytes for m in req.media)
+        urls = [m for m in req.media if m.source == "url"]
+        self.stats.image_bytes += sum(m.nbytes for m in req.media if m.source != "url")
+        self.stats.url_parts += len(urls)
+        self.stats.url_bytes_fetched += sum(m.nbytes for m in urls)
         self.stats.keep(self.stats.images, self._records.record(req))
         self.stats.service_tiers[req.service_tier] += 1
         script = self._behaviour.script_for(req.media[0].sha256 if req.media else None)
@@ -142,6 +170,24 @@ class ModelsApi:
         cached = self._behaviour.cached_tokens(req)
         self.stats.cached_tokens += cached
         return build_response(req, self._behaviour.answer_shape(script), cached, echo_tier=True)
+
+    async def parse(self, model: str, body: bytes) -> GenerateRequest:
+        """A generateContent body parsed and its media probed (in a worker thread when the
+        body is large), after fetching its http(s) fileData URLs (urls.py). ApiError 400 as
+        contents.parse_generate, or MSG_URL_FETCH for a URL that cannot be fetched."""
+        if len(body) > MAX_REQUEST_BYTES:
+            raise ApiError(400, MSG_TOO_LARGE)
+        big = len(body) > THREAD_DECODE_BYTES
+        payload = await asyncio.to_thread(load_json, body) if big else load_json(body)
+        files: FileParts = self._files
+        own = self._base_url()
+        uris = url_uris(payload, own)
+        if uris:
+            files = UrlParts(self._files, await fetch_all(self.client(), uris), own)
+            big = True  # fetched images can be large: probe them off the event loop
+        if big:
+            return await asyncio.to_thread(parse_payload, model, payload, files)
+        return parse_payload(model, payload, files)
 
     def _shed(self) -> None:
         """Shed a flex request when the shed RNG says so, counting it."""
@@ -217,4 +263,5 @@ class _RecordBook:
             system_instruction=sys.intern(req.system_instruction),
             generation_config=self.config(req.generation_config),
             first_part_kind=req.first_part_kind,
+            source=first.source if first else None,
         )

@@ -32,7 +32,10 @@ from .loopback import LoopbackServer
 from .models import ModelsApi
 from .quota import Clock
 from .stats import BatchStats, EmulatorStats
+from .uplink import Uplink
 from .wire import ApiError, error_response
+
+MAX_BODY_BYTES = 4 * MAX_REQUEST_BYTES  # aiohttp's client_max_size for every route.
 
 
 class GeminiEmulator(LoopbackServer):
@@ -48,7 +51,9 @@ class GeminiEmulator(LoopbackServer):
     ``POST /_emulator/reset``, ``GET|POST /_emulator/config``, ``POST /_emulator/script``,
     ``GET|POST /_emulator/batch``, ``POST /_emulator/batch/force``. ``clock`` (seconds,
     time.monotonic by default) is the time the quotas and the implicit cache read: a test
-    passes a fake one to step through a quota window without sleeping.
+    passes a fake one to step through a quota window without sleeping. ``uplink``
+    (uplink.Uplink) reads POST bodies when ``upload_bytes_per_s`` is set; a test may replace
+    its ``sleep`` and ``clock`` to record the waits instead of sleeping them.
     """
 
     site_options: ClassVar[dict[str, Any]] = {"backlog": 4096}
@@ -60,9 +65,10 @@ class GeminiEmulator(LoopbackServer):
         self.stats = EmulatorStats()
         shared = BatchStats()
         self.files = FilesApi(self.behaviour, shared, self._url)
-        self.models = ModelsApi(self.behaviour, self.stats, self.files)
-        self.batch = BatchApi(self.behaviour, self.files, shared, self._url)
+        self.models = ModelsApi(self.behaviour, self.stats, self.files, self._url)
+        self.batch = BatchApi(self.behaviour, self.files, shared, self._url, self.models.client)
         self.models.add_action("batchGenerateContent", self.batch.create)
+        self.uplink = Uplink()
         self.app = self._make_app()
 
     @property
@@ -74,6 +80,11 @@ class GeminiEmulator(LoopbackServer):
         return self.base_url
 
     # ----- lifecycle -------------------------------------------------------------------
+    async def stop(self) -> None:
+        """Stop listening, then close the session that fetches fileData URLs."""
+        await super().stop()
+        await self.models.close()
+
     @contextmanager
     def in_thread(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
         """Run the emulator on its own event loop in a daemon thread; yields ``base_url``."""
@@ -134,7 +145,11 @@ class GeminiEmulator(LoopbackServer):
 
     # ----- HTTP ------------------------------------------------------------------------
     def _make_app(self) -> web.Application:
-        app = web.Application(client_max_size=4 * MAX_REQUEST_BYTES)
+        @web.middleware
+        async def uplink(request: web.Request, handler: Any) -> web.StreamResponse:
+            return await self._uplink(request, handler)
+
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[uplink])
         self.models.add_routes(app)
         self.files.add_routes(app)
         self.batch.add_routes(app)
@@ -144,6 +159,19 @@ class GeminiEmulator(LoopbackServer):
         app.router.add_post("/_emulator/config", self._handle_config)
         app.router.add_post("/_emulator/script", self._handle_script)
         return app
+
+    async def _uplink(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Read a POST body at no more than ``upload_bytes_per_s`` (uplink.py), before the
+        handler runs; the handler's ``request.read()`` then returns it."""
+        rate = self.settings.upload_bytes_per_s
+        if rate is not None and request.method == "POST" and request.can_read_body:
+            try:
+                body = await self.uplink.read(request.content, rate, MAX_BODY_BYTES)
+            except ValueError:
+                raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES,
+                                                    actual_size=MAX_BODY_BYTES + 1) from None
+            request._read_bytes = body  # aiohttp's cache of the body: read() returns it
+        return await handler(request)
 
     async def _handle_stats(self, request: web.Request) -> web.Response:
         lists = request.query.get("lists", "1").lower() not in ("0", "false", "no")

@@ -65,9 +65,12 @@ class EmulatorSettings:
     implicit_cache: report ``cachedContentTokenCount`` for a repeated leading text prefix,
         as Gemini's implicit caching does (caching.py).
     cache_ttl: seconds an implicit-cache entry lives (IMPLICIT_CACHE_TTL_S by default).
+    upload_bytes_per_s: the most bytes per second the emulator reads from any POST body
+        (uplink.py), standing in for the client's uplink; None (default) = no cap.
 
     ValueError from the constructor if a range is reversed or negative, a count is < 1,
     a fraction is outside [0, 1], quota_window <= 0, cache_ttl < 0,
+    upload_bytes_per_s <= 0,
     rpm_style is not "window" or "bucket", or flex_shed_status is not 429 or 503.
     """
 
@@ -91,6 +94,7 @@ class EmulatorSettings:
     flex_shed_status: int = 429
     implicit_cache: bool = True
     cache_ttl: float = IMPLICIT_CACHE_TTL_S
+    upload_bytes_per_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in _RANGES:
@@ -112,6 +116,8 @@ class EmulatorSettings:
             raise ValueError("quota_window must be > 0")
         if self.cache_ttl < 0:
             raise ValueError("cache_ttl must be >= 0")
+        if self.upload_bytes_per_s is not None and not self.upload_bytes_per_s > 0:
+            raise ValueError("upload_bytes_per_s must be None or > 0")
 
     @property
     def rpm_capacity(self) -> int | None:

@@ -25,7 +25,8 @@ class ImageRecord:
     PDF/audio/video); image_count: media parts in the request; model: model name from the
     URL; prompt: all text parts joined with newlines; system_instruction: its text ("" if
     none); generation_config: the request's generationConfig dict (shared, do not mutate);
-    first_part_kind: "image" or "text", the kind of the first part (part order).
+    first_part_kind: "image" or "text", the kind of the first part (part order);
+    source: how the first media part came ("inline" or "url", media.Media; None if none).
     Also readable as a mapping: ``record["sha256"]``.
     """
 
@@ -40,6 +41,7 @@ class ImageRecord:
     system_instruction: str
     generation_config: dict[str, Any]
     first_part_kind: str
+    source: str | None = None
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
@@ -66,7 +68,10 @@ class EmulatorStats:
     flex_shed: flex requests shed (``flex_shed_rate``; counted in responses_by_status too);
     cached_tokens: cachedContentTokenCount summed over the answers sent (implicit cache);
     request_bytes: HTTP body bytes received on models endpoints;
-    image_bytes: decoded inline media bytes of admitted generate requests;
+    image_bytes: decoded inline media bytes of admitted generate requests (inlineData and
+    Files API parts; not fetched URLs);
+    url_parts / url_bytes_fetched: fileData http(s) URL parts of admitted generate requests
+    and the bytes the emulator fetched for them (urls.py);
     in_flight / max_in_flight: generate requests being handled now / at most at once
     (covers reading, decoding and the latency sleep);
     batch_sizes: size of every batchEmbedContents call received (rejected ones too);
@@ -90,6 +95,8 @@ class EmulatorStats:
     cached_tokens: int = 0
     request_bytes: int = 0
     image_bytes: int = 0
+    url_parts: int = 0
+    url_bytes_fetched: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
     batch_sizes: list[int] = field(default_factory=list)
@@ -129,10 +136,11 @@ class BatchStats:
 
     upload_sessions / upload_chunks: resumable starts / chunk POSTs; files_uploaded,
     file_bytes_uploaded: finalized uploads and their bytes; files_deleted; files_downloaded,
-    file_bytes_downloaded; file_parts: fileData parts resolved (generateContent and batch
-    lines); batch_jobs_created; batch_requests: requests in all created jobs;
-    requests_per_job: one count per created job; batch_polls: batches.get calls;
-    batch_cancels: cancels of unfinished jobs; batch_deletes;
+    file_bytes_downloaded; file_parts: Files API fileData parts resolved (generateContent and
+    batch lines); url_parts / url_bytes_fetched: fileData http(s) URL parts of batch lines
+    answered and the bytes fetched for them (urls.py); batch_jobs_created; batch_requests:
+    requests in all created jobs; requests_per_job: one count per created job; batch_polls:
+    batches.get calls; batch_cancels: cancels of unfinished jobs; batch_deletes;
     responses_by_status / request_bytes: of the Files/Batch endpoints only
     (batchGenerateContent is counted in ``emu.stats`` like generateContent).
     """
@@ -145,6 +153,8 @@ class BatchStats:
     files_downloaded: int = 0
     file_bytes_downloaded: int = 0
     file_parts: int = 0
+    url_parts: int = 0
+    url_bytes_fetched: int = 0
     batch_jobs_created: int = 0
     batch_requests: int = 0
     requests_per_job: list[int] = field(default_factory=list)
