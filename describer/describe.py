@@ -20,7 +20,6 @@ from .limits import Throttle, request_tokens
 from .limits.spend import Spend
 from .model import Answer, ErrorType, Prepared
 from .quotas import Quota
-from .retries import model_retrying
 from .schema import AnswerCheck, after_retry
 
 if TYPE_CHECKING:
@@ -69,19 +68,15 @@ class Describer:
 
     async def _retried(self, part: types.Part, estimate: int) -> Answer:
         """One answer under the run's retry policy (see :meth:`answer`)."""
-        config = self._config
-        policy = model_retrying(config.max_attempts, config.retry_wait, config.max_quota_wait)
         attempts = 0
         try:
-            async for attempt in policy:
+            async for attempt in self._throttle.retrying(self._config):
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
                     return replace(await self._call(part, estimate), attempts=attempts)
         except QuotaExhausted:
             raise
         except ItemFailure as failure:
-            if failure.error.type is ErrorType.RATE_LIMITED:
-                raise self._throttle.give_up(failure, config.max_quota_wait) from None
             return Answer.failed(failure.error, attempts)
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 

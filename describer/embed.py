@@ -19,9 +19,8 @@ from ._streams import Batcher, Channel, closing
 from .config import Config
 from .errors import ItemFailure, QuotaExhausted, redact
 from .limits import Throttle
-from .model import ErrorType, ItemError, Result
+from .model import ItemError, Result
 from .quotas import Quota
-from .retries import model_retrying
 from .schema import field_text
 
 T = TypeVar("T")
@@ -77,21 +76,13 @@ class Embedder:
         model's). At most 100 texts (Gemini's batchEmbedContents limit). Raises
         :class:`ItemFailure` once retries are spent."""
         config = self._config
-        policy = model_retrying(config.max_attempts, config.retry_wait, config.max_quota_wait)
-        try:
-            async for attempt in policy:
-                with attempt:
-                    async with self._throttle.permit(0):
-                        return await gemini.embed(
-                            self._connection.client, self.model, texts, task_type,
-                            dim or config.embed_dim,
-                        )  # fmt: skip
-        except QuotaExhausted:
-            raise
-        except ItemFailure as failure:
-            if failure.error.type is not ErrorType.RATE_LIMITED:
-                raise
-            raise self._throttle.give_up(failure, config.max_quota_wait) from None
+        async for attempt in self._throttle.retrying(config):
+            with attempt:
+                async with self._throttle.permit(0):
+                    return await gemini.embed(
+                        self._connection.client, self.model, texts, task_type,
+                        dim or config.embed_dim,
+                    )  # fmt: skip
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     async def outcomes(self, texts: list[str]) -> list[EmbedOutcome]:

@@ -73,16 +73,18 @@ def model_retrying(
     max_attempts: int,
     first_wait: float,
     max_quota_wait: float,
+    give_up: Callable[[ItemFailure], BaseException],
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncRetrying:
     """The policy for one model call: ``async for attempt in model_retrying(...)``.
 
     A 429 (``rate_limited``) uses up none of the ``max_attempts`` and is retried at once:
-    the throttle's gate and pacers do the waiting. It is re-raised when ``max_quota_wait``
-    seconds have passed since this call's first 429, or would pass in the delay it asks for
-    (then :meth:`~describer.limits.Throttle.give_up` stops the run). Other retryable
-    failures count against ``max_attempts`` and back off as in :func:`retrying`, by the
-    number of them so far. ``clock``: seconds.
+    the throttle's gate and pacers do the waiting. When ``max_quota_wait`` seconds have
+    passed since this call's first 429, or would pass in the delay it asks for, what
+    ``give_up(failure)`` returns is raised in its place (the stop of the run:
+    :meth:`~describer.limits.Throttle.give_up`). Other retryable failures count against
+    ``max_attempts`` and back off as in :func:`retrying`, by the number of them so far; the
+    last one is re-raised. ``clock``: seconds.
     """
     failures = 0
     first_refusal: float | None = None
@@ -106,11 +108,18 @@ def model_retrying(
         backoff = random.uniform(0, min(MAX_BACKOFF, first_wait * 2 ** max(failures - 1, 0)))
         return max(backoff, asked or 0.0)
 
+    def spent(state: RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome else None
+        assert failure is not None  # only failures are retried, so only they are stopped
+        if isinstance(failure, ItemFailure) and _refused(failure):
+            raise give_up(failure) from None
+        raise failure
+
     return AsyncRetrying(
         stop=stop,
         wait=wait,
         retry=retry_if_exception(lambda exc: isinstance(exc, ItemFailure) and exc.retryable),
-        reraise=True,
+        retry_error_callback=spent,
     )
 
 

@@ -23,9 +23,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from tenacity import AsyncRetrying
+
+from ..config import Config
 from ..errors import ItemFailure, QuotaExhausted
 from ..model import ErrorType
 from ..quotas import UNKNOWN, Quota
+from ..retries import model_retrying
 from .pacing import Pacer, RateProbe, start_gap
 
 #: The client-side window is longer than the quota's by ``MARGIN`` of it (62 s for a minute),
@@ -231,6 +235,13 @@ class Throttle:
         """Stop the run at ``quota``: nothing more is sent; waiting calls raise
         :class:`QuotaExhausted` with ``reason``."""
         self.gate.shut(quota, reason)
+
+    def retrying(self, config: Config) -> AsyncRetrying:
+        """The retry policy for one call under this throttle (:func:`model_retrying`): a
+        call whose 429s outlast ``config.max_quota_wait`` stops the run (:meth:`give_up`)."""
+        wait = config.max_quota_wait
+        return model_retrying(config.max_attempts, config.retry_wait, wait,
+                              lambda failure: self.give_up(failure, wait))  # fmt: skip
 
     def give_up(self, failure: ItemFailure, max_quota_wait: float) -> QuotaExhausted:
         """Stop the run at the quota of a call whose 429s outlasted ``max_quota_wait``
