@@ -16,6 +16,8 @@ from unittest import mock
 
 import aiohttp
 import pytest
+from google import genai
+from google.genai import types
 
 from describer import Config
 from describer.cli.commands import describe_main
@@ -46,6 +48,14 @@ async def emulator() -> AsyncIterator[GeminiEmulator]:
     """A Gemini emulator on a free port, zero latency; tests tune it with ``configure``."""
     async with GeminiEmulator(EmulatorSettings()) as emu:
         yield emu
+
+
+@pytest.fixture
+async def client(emulator: GeminiEmulator) -> AsyncIterator[genai.Client]:
+    """A google-genai client (Gemini Developer API, key auth) pointed at ``emulator``."""
+    c = genai.Client(api_key="test-key", http_options=types.HttpOptions(base_url=emulator.base_url))
+    yield c
+    await c.aio.aclose()
 
 
 @pytest.fixture

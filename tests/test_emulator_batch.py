@@ -11,7 +11,6 @@ import base64
 import io
 import json
 import math
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +29,6 @@ PDF_2_PAGES = (b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
                b"4 0 obj << /Type /Page /Parent 2 0 R >> endobj\n"
                b"trailer << /Root 1 0 R >>\n%%EOF\n")
 JobState = types.JobState
-
-
-@pytest.fixture
-async def client(emulator: GeminiEmulator) -> AsyncIterator[genai.Client]:
-    """A google-genai client (Gemini Developer API, key auth) pointed at the emulator."""
-    c = genai.Client(api_key="test-key",
-                     http_options=types.HttpOptions(base_url=emulator.base_url))
-    yield c
-    await c.aio.aclose()
 
 
 async def upload(client: genai.Client, data: bytes, mime: str, name: str = "") -> types.File:

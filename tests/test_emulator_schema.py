@@ -5,7 +5,6 @@ the scripted ``bad_json`` / ``off_schema`` answers."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -40,13 +39,6 @@ PHOTO = {
         }
     },
 }
-
-
-@pytest.fixture
-async def client(emulator: GeminiEmulator) -> AsyncIterator[genai.Client]:
-    c = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=emulator.base_url))
-    yield c
-    await c.aio.aclose()
 
 
 async def _ask(client: genai.Client, image: bytes, **config: Any) -> types.GenerateContentResponse:

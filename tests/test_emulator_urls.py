@@ -18,19 +18,6 @@ from tests.test_emulator import make_image, sha
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[GeminiEmulator]:
-    async with GeminiEmulator(EmulatorSettings()) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-async def client(emu: GeminiEmulator) -> AsyncIterator[genai.Client]:
-    c = genai.Client(api_key="test-key", http_options=types.HttpOptions(base_url=emu.base_url))
-    yield c
-    await c.aio.aclose()
-
-
-@pytest.fixture
 async def srv() -> AsyncIterator[ImageServer]:
     async with ImageServer() as server:
         yield server
@@ -50,32 +37,32 @@ def closed_port_url() -> str:
 
 
 async def test_url_part_fetched_described_and_counted_apart(
-        emu: GeminiEmulator, client: genai.Client, srv: ImageServer) -> None:
+        emulator: GeminiEmulator, client: genai.Client, srv: ImageServer) -> None:
     data = make_image(900, 500)
     srv.add("/a.jpg", data)
     resp = await from_uri(client, srv.url("/a.jpg"))
     assert resp.text is not None and "JPEG" in resp.text and "900x500" in resp.text
     assert srv.hits["/a.jpg"] == 1
-    assert emu.stats.url_parts == 1
-    assert emu.stats.url_bytes_fetched == len(data)
-    assert emu.stats.image_bytes == 0  # nothing inline
-    assert emu.stats.request_bytes < 1000  # only the URL went up
-    record = emu.stats.images[0]
+    assert emulator.stats.url_parts == 1
+    assert emulator.stats.url_bytes_fetched == len(data)
+    assert emulator.stats.image_bytes == 0  # nothing inline
+    assert emulator.stats.request_bytes < 1000  # only the URL went up
+    record = emulator.stats.images[0]
     assert record.source == "url" and record.sha256 == sha(data) and record.bytes == len(data)
 
 
-async def test_inline_part_still_counted_inline(emu: GeminiEmulator,
+async def test_inline_part_still_counted_inline(emulator: GeminiEmulator,
                                                 client: genai.Client) -> None:
     data = make_image(64, 64)
     await client.aio.models.generate_content(
         model="gemini-x", contents=[types.Part.from_bytes(data=data, mime_type="image/jpeg")])
-    assert emu.stats.image_bytes == len(data)
-    assert emu.stats.url_parts == 0 and emu.stats.url_bytes_fetched == 0
-    assert emu.stats.images[0].source == "inline"
+    assert emulator.stats.image_bytes == len(data)
+    assert emulator.stats.url_parts == 0 and emulator.stats.url_bytes_fetched == 0
+    assert emulator.stats.images[0].source == "inline"
 
 
 @pytest.mark.parametrize("route", ["refused", "404", "too_big", "endless"])
-async def test_unfetchable_url_is_gemini_400(emu: GeminiEmulator, client: genai.Client,
+async def test_unfetchable_url_is_gemini_400(emulator: GeminiEmulator, client: genai.Client,
                                               srv: ImageServer, route: str,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(urls, "MAX_URL_BYTES", 1_000_000)
@@ -89,7 +76,7 @@ async def test_unfetchable_url_is_gemini_400(emu: GeminiEmulator, client: genai.
         await asyncio.wait_for(from_uri(client, uri), 60)  # liveness bound, not a timing
     assert info.value.code == 400 and info.value.status == "INVALID_ARGUMENT"
     assert info.value.message == urls.MSG_URL_FETCH
-    assert emu.stats.url_parts == 0 and not emu.stats.images
+    assert emulator.stats.url_parts == 0 and not emulator.stats.images
 
 
 async def test_url_that_is_not_an_image_is_400(client: genai.Client,
@@ -123,21 +110,21 @@ async def test_uplink_reader_sleeps_to_hold_the_rate() -> None:
     assert sum(sleeps) >= 1_000_000 / 250_000.0 - 1e-9
 
 
-async def test_uplink_cap_applies_to_generate_over_http(emu: GeminiEmulator,
+async def test_uplink_cap_applies_to_generate_over_http(emulator: GeminiEmulator,
                                                         client: genai.Client) -> None:
     sleeps: list[float] = []
 
     async def sleep(s: float) -> None:
         sleeps.append(s)
 
-    emu.uplink.sleep, emu.uplink.clock = sleep, lambda: 0.0
-    emu.configure(upload_bytes_per_s=parse_rate("100Mbit"))
+    emulator.uplink.sleep, emulator.uplink.clock = sleep, lambda: 0.0
+    emulator.configure(upload_bytes_per_s=parse_rate("100Mbit"))
     data = make_image(16, 16) + b"\0" * 1_000_000  # trailing bytes still make a JPEG
     await client.aio.models.generate_content(
         model="gemini-x", contents=[types.Part.from_bytes(data=data, mime_type="image/jpeg")])
-    assert emu.stats.request_bytes > 1_000_000
-    assert sum(sleeps) >= emu.stats.request_bytes / 12_500_000 - 1e-9
-    assert emu.stats.images[0].bytes == len(data)
+    assert emulator.stats.request_bytes > 1_000_000
+    assert sum(sleeps) >= emulator.stats.request_bytes / 12_500_000 - 1e-9
+    assert emulator.stats.images[0].bytes == len(data)
 
 
 def test_upload_rate_parsing_and_cli_flag() -> None:
@@ -155,10 +142,10 @@ def test_upload_rate_parsing_and_cli_flag() -> None:
         EmulatorSettings(upload_bytes_per_s=0)
 
 
-async def test_batch_lines_fetch_urls_and_fail_one_by_one(emu: GeminiEmulator,
+async def test_batch_lines_fetch_urls_and_fail_one_by_one(emulator: GeminiEmulator,
                                                           client: genai.Client,
                                                           srv: ImageServer) -> None:
-    emu.batch.configure(pending_polls=None, running_polls=None, pending_seconds=0.0,
+    emulator.batch.configure(pending_polls=None, running_polls=None, pending_seconds=0.0,
                         running_seconds=0.0)
     data = make_image(300, 200)
     srv.add("/ok.jpg", data)
@@ -173,5 +160,6 @@ async def test_batch_lines_fetch_urls_and_fail_one_by_one(emu: GeminiEmulator,
     assert ok.response is not None and "300x200" in (ok.response.text or "")
     assert gone.error is not None and gone.error.code == 400
     assert gone.error.message == urls.MSG_URL_FETCH
-    assert emu.batch.stats.url_parts == 1 and emu.batch.stats.url_bytes_fetched == len(data)
+    batch = emulator.batch.stats
+    assert batch.url_parts == 1 and batch.url_bytes_fetched == len(data)
     assert srv.hits["/ok.jpg"] == 1
