@@ -53,6 +53,9 @@ DEFAULT_THINKING = "low"
 #: (the API's default when the field is omitted, same page).
 SERVICE_TIERS = ("standard", "flex")
 DEFAULT_SERVICE_TIER = "standard"
+#: ``--send`` values: what goes to Gemini for an http(s) source (describer.send).
+SEND_MODES = ("bytes", "url", "auto")
+DEFAULT_SEND = "bytes"
 #: Seconds allowed for one model call unless ``--request-timeout`` says otherwise.
 DEFAULT_REQUEST_TIMEOUT = 180.0
 #: The same under ``--service-tier flex``: Flex's latency target is "Minutes (1-15 min
@@ -113,6 +116,7 @@ class Config:
     media: frozenset[str] = frozenset({"image"})  # --media kinds taken: image, pdf, audio, video
     follow_symlinks: bool = False
     max_side: int | None = None
+    send: str = DEFAULT_SEND  # http(s) sources: bytes, url (Gemini fetches it) or auto
     max_bytes: int = DEFAULT_MAX_BYTES
     inline_limit: int = INLINE_LIMIT_BYTES  # larger media are sent with the Files API
     download_timeout: float = 60.0
@@ -160,6 +164,11 @@ class Config:
             (self.prefetch is None or self.prefetch >= 0, "--prefetch must be 0 or more"),
             (self.max_side is None or self.max_side >= 16, "--max-side must be at least 16 px"),
             (self.max_bytes >= 1, "--max-bytes must be at least 1"),
+            (self.send in SEND_MODES, "--send is bytes, url or auto"),
+            (self.send != "url" or self.max_side is None,
+             "--max-side re-encodes the bytes, and --send url sends none: use --send auto"),
+            (self.send != "url" or model_family(self.model) != "legacy",
+             f"{self.model} cannot fetch URLs (Gemini 2.5 and later can): use --send bytes"),
             (bool(self.media) and self.media <= set(MEDIA_KINDS),
              f"--media takes {', '.join(MEDIA_KINDS)}"),
             (self.thinking in THINKING_LEVELS, "--thinking is low, medium, high or model"),

@@ -80,20 +80,25 @@ async def download(
             max_redirects=config.max_redirects,
             headers={"User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.5"},
         ) as response:
-            _check_status(response)
+            check_status(response)
             return await _read_capped(response, config.max_bytes, lease)
-    except aiohttp.TooManyRedirects:
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise client_failure(exc, config) from None
+
+
+def client_failure(exc: aiohttp.ClientError | TimeoutError, config: Config) -> ItemFailure:
+    """What a failed GET of an image is for its item: ``download_error`` (a redirect loop,
+    not retried; a connection that failed or broke, retried) or ``timeout`` (retried)."""
+    if isinstance(exc, aiohttp.TooManyRedirects):
         message = f"too many redirects (more than {config.max_redirects}); a redirect loop?"
-        raise ItemFailure(ErrorType.DOWNLOAD_ERROR, message) from None
-    except TimeoutError:
+        return ItemFailure(ErrorType.DOWNLOAD_ERROR, message)
+    if isinstance(exc, TimeoutError):
         message = f"download took longer than {config.download_timeout:g} s"
-        raise ItemFailure(ErrorType.TIMEOUT, message, retryable=True) from None
-    except aiohttp.ClientError as exc:
-        message = _client_error_message(exc)
-        raise ItemFailure(ErrorType.DOWNLOAD_ERROR, message, retryable=True) from None
+        return ItemFailure(ErrorType.TIMEOUT, message, retryable=True)
+    return ItemFailure(ErrorType.DOWNLOAD_ERROR, _client_error_message(exc), retryable=True)
 
 
-def _check_status(response: aiohttp.ClientResponse) -> None:
+def check_status(response: aiohttp.ClientResponse) -> None:
     """Raise for 4xx/5xx; 408, 429 and 5xx are retryable (after ``Retry-After``), others not.
 
     A retryable answer whose ``Retry-After`` exceeds ``MAX_RETRY_AFTER_S`` is not retried: its

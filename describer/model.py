@@ -83,7 +83,9 @@ class Media:
 
     ``width``/``height`` are in pixels as displayed (EXIF orientation applied), ``None`` for
     documents, audio and video; ``bytes`` is the size of the encoded data; ``pages`` counts a
-    PDF's ``/Type /Page`` objects (0 for other media).
+    PDF's ``/Type /Page`` objects (0 for other media). ``sent_as``, for what was sent:
+    ``bytes`` (inline), ``file`` (a Files API upload) or ``url`` (the URL, for Gemini to
+    fetch: ``bytes`` is then the size the server declared, 0 when it declared none).
     """
 
     mime_type: str
@@ -91,6 +93,7 @@ class Media:
     height: int | None
     bytes: int
     pages: int = 0
+    sent_as: str | None = None
 
     @property
     def kind(self) -> str:
@@ -109,22 +112,29 @@ class Media:
         }
         if self.kind == "pdf":
             shape["pages"] = self.pages
+        if self.sent_as is not None:
+            shape["sent_as"] = self.sent_as
         return shape
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Media:
         """Read what :meth:`to_json` wrote (extra keys such as ``original`` are ignored)."""
         return cls(data["mime_type"], data.get("width"), data.get("height"), data["bytes"],
-                   data.get("pages", 0))  # fmt: skip
+                   data.get("pages", 0), data.get("sent_as"))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """Bytes ready for ``types.Part.from_bytes``; ``original`` is set when they were re-encoded."""
+    """Bytes ready for ``types.Part.from_bytes``; ``original`` is set when they were
+    re-encoded. With ``url`` set (``--send url``), ``data`` is empty: the URL goes to Gemini
+    as ``file_data``, and ``content`` names what it pointed at (the URL, its validators).
+    """
 
     data: bytes
     media: Media
     original: Media | None = None
+    url: str | None = None
+    content: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

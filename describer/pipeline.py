@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import replace
+from typing import TypeVar
 
 import aiohttp
 
@@ -27,12 +28,14 @@ from .embed import Embedder, embed_results
 from .errors import ItemFailure, QuotaExhausted, redact
 from .limits import ByteBudget, Lease
 from .limits.watch import QuotaWatch
-from .model import ErrorType, ItemError, Prepared, Result, Source
+from .model import ErrorType, ItemError, Prepared, Result, Source, SourceKind
 from .prepare import PREPARE_POOL, plan, prepare
 from .retries import call_with_retries
+from .send import by_url, can_send_urls, fetch_refused
 from .sources import SourceReader
 
 log = logging.getLogger("describer")
+T = TypeVar("T")
 
 
 async def describe_stream(
@@ -92,13 +95,36 @@ async def load(
     ``prepare.PREPARE_POOL`` (``PREPARE_WORKERS`` threads), its decoded pixels held in
     ``lease`` while it runs.
 
+    Under ``--send url`` or ``auto`` (:mod:`describer.send`) an http(s) source that can go
+    as its URL comes back with ``url`` set, after one ranged GET of its first bytes; others
+    are downloaded. ``media.sent_as`` says which: ``url``, ``bytes``, or ``file`` (over
+    ``config.inline_limit``: a Files API upload).
+
     Raises :class:`ItemFailure` with the download and prepare stages' error types.
     """
-    data = await call_with_retries(
-        lambda: source_bytes(source, session, config, lease), config.max_attempts,
-        config.retry_wait, max_asked=MAX_RETRY_AFTER_S,
-    )  # fmt: skip
-    return await _prepare(data, config, lease)
+    if source.kind is SourceKind.URL and can_send_urls(config):
+        sent = await _retried(lambda: by_url(source.location, session, config), config)
+        if sent is not None:
+            return sent
+    return await load_bytes(source, session, config, lease)
+
+
+async def load_bytes(
+    source: Source, session: aiohttp.ClientSession, config: Config, lease: Lease | None = None
+) -> Prepared:
+    """:func:`load` as ``--send bytes`` does it: downloaded (or read) and prepared."""
+    data = await _retried(lambda: source_bytes(source, session, config, lease), config)
+    prepared = await _prepare(data, config, lease)
+    way = "file" if prepared.media.bytes > config.inline_limit else "bytes"
+    return replace(prepared, media=replace(prepared.media, sent_as=way))
+
+
+async def _retried(fetch: Callable[[], Awaitable[T]], config: Config) -> T:
+    """``fetch`` of an image host, retried as downloads are (a ``Retry-After`` honoured
+    up to ``MAX_RETRY_AFTER_S``)."""
+    return await call_with_retries(
+        fetch, config.max_attempts, config.retry_wait, max_asked=MAX_RETRY_AFTER_S
+    )
 
 
 async def _prepare(data: bytes, config: Config, lease: Lease | None) -> Prepared:
@@ -159,7 +185,7 @@ class Pipeline:
         lease = self._budget.lease()
         try:
             prepared = await load(source, self._connection.session, config, lease)
-            call = functools.partial(self._describe, source, prepared)
+            call = functools.partial(self._describe, source, prepared, lease)
             result = await self._cache.result(source.ref, prepared, call)
         except QuotaExhausted as spent:
             if self._watch is not None:
@@ -175,11 +201,18 @@ class Pipeline:
             result = replace(result, structured=True)
         return _redacted(result, self._connection.hidden)
 
-    async def _describe(self, source: Source, prepared: Prepared) -> Result:
-        """The model's answer about ``prepared`` as ``source``'s record. Raises what
-        :meth:`Describer.answer` raises."""
+    async def _describe(self, source: Source, prepared: Prepared, lease: Lease) -> Result:
+        """The model's answer about ``prepared`` as ``source``'s record; a URL Gemini would
+        not fetch is sent again as bytes under ``--send auto`` (the calls of both counted in
+        ``attempts``). Raises what :meth:`Describer.answer` and :func:`load_bytes` raise."""
         config = self._config
         answer = await self._describer.answer(prepared)
+        if fetch_refused(answer, prepared, config):
+            log.info("Gemini did not fetch %s (%s); sending its bytes", source.ref,
+                     answer.error and answer.error.message)  # fmt: skip
+            prepared = await load_bytes(source, self._connection.session, config, lease)
+            again = await self._describer.answer(prepared)
+            answer = replace(again, attempts=again.attempts + answer.attempts)
         result = Result.described(
             source.ref, config.model, config.prompt, answer, prepared.media, prepared.original
         )

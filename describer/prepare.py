@@ -22,6 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ItemFailure
 from .formats import (
+    CONVERTIBLE,
     NATIVE,
     RASTER,
     Format,
@@ -90,7 +91,7 @@ def prepare(
     ``unsupported_format`` (SVG, or a kind not in ``media``), ``corrupt_image`` (truncated
     or undecodable), ``too_large`` (a decompression bomb).
     """
-    fmt = _sniff(data, media)
+    fmt = sniff_sendable(data, media)
     if fmt not in RASTER:
         return _pass_media(fmt, data)
     image = _open(data)
@@ -116,7 +117,7 @@ def plan(data: bytes, max_side: int | None = None, media: frozenset[str] = IMAGE
     (``not_an_image``, ``unsupported_format``, ``corrupt_image``, ``too_large``), and for
     media sent as they are, for their content too.
     """
-    fmt = _sniff(data, media)
+    fmt = sniff_sendable(data, media)
     if fmt not in RASTER:
         return Plan(fmt, None, 0, _pass_media(fmt, data))
     image = _open(data)
@@ -127,6 +128,41 @@ def plan(data: bytes, max_side: int | None = None, media: frozenset[str] = IMAGE
     copies = [mode, *([mode] if _orientation(image) != 1 else []), _converted_mode(image)]
     area = _area(image.size)
     return Plan(fmt, image.size, sum(area * _PIXEL_BYTES.get(m, 4) for m in copies if m))
+
+
+@dataclass(frozen=True)
+class HeadCheck:
+    """What the first bytes of a file say about sending it as it is (``--send url``):
+    ``width``/``height`` as displayed when the header holds them (None when it lies past
+    the bytes read, as a JPEG's often does behind its EXIF), and ``change``: why the bytes
+    must be re-encoded first (a format or mode Gemini does not take, a side over
+    ``--max-side``, or a size ``--max-side`` cannot be checked against), None when they
+    can go as they are, as far as the header tells."""
+
+    width: int | None
+    height: int | None
+    change: str | None
+
+
+def check_head(fmt: Format, head: bytes, max_side: int | None = None) -> HeadCheck:
+    """:class:`HeadCheck` of a file of format ``fmt`` whose first bytes are ``head``
+    (nothing decoded; never raises)."""
+    if fmt in CONVERTIBLE:
+        return HeadCheck(None, None, f"{fmt.name} is re-encoded as Gemini does not take it")
+    if fmt not in RASTER:
+        return HeadCheck(None, None, None)
+    try:
+        image = Image.open(io.BytesIO(head))
+        width, height = _display_size(image)
+        mode = image.mode
+    except Exception:  # the header goes on past ``head``: size and mode unknown
+        change = f"its size is not in the first {len(head)} bytes" if max_side else None
+        return HeadCheck(None, None, change)
+    if mode in _CONVERT_MODES or (fmt is Format.PNG and png_bit_depth(head) > 8):
+        return HeadCheck(width, height, f"{mode} {fmt.name} is re-encoded to 8-bit RGB")
+    if max_side is not None and max(width, height) > max_side:
+        return HeadCheck(width, height, f"{width}x{height} is over --max-side {max_side}")
+    return HeadCheck(width, height, None)
 
 
 def _as_it_is(fmt: Format, image: Image.Image, data: bytes) -> Prepared:
@@ -158,7 +194,10 @@ def _converted_mode(image: Image.Image) -> str | None:
     return "RGBA" if mode in ("RGBA", "LA", "PA") else "RGB"
 
 
-def _sniff(data: bytes, media: frozenset[str]) -> Format:
+def sniff_sendable(data: bytes, media: frozenset[str]) -> Format:
+    """The format of ``data`` (its first 512 bytes are enough) when it is media of a
+    ``--media`` kind. Raises :class:`ItemFailure`: ``not_an_image`` (unknown bytes),
+    ``unsupported_format`` (SVG, or a kind not in ``media``)."""
     fmt = sniff_format(data[:512])
     if fmt is None:
         raise ItemFailure(ErrorType.NOT_AN_IMAGE, f"not an image: {describe_unknown(data[:512])}")

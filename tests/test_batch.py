@@ -95,9 +95,10 @@ async def test_fetch_keeps_media_attempts_and_the_records_of_items_failed_before
                                  ("good.jpg", "refused.jpg", "broken.jpg"))
     assert described["error"] is None and failed["error"]["type"] == "api_error"
     assert described["image"] == {"mime_type": "image/jpeg", "width": 320, "height": 240,
-                                  "bytes": len(good), "original": None}
+                                  "bytes": len(good), "sent_as": "bytes", "original": None}
     assert failed["image"] == {"mime_type": "image/jpeg", "width": 200, "height": 100,
-                               "bytes": len(refused), "original": None}
+                               "bytes": len(refused), "sent_as": "bytes",
+                               "original": None}
     assert described["attempts"] == failed["attempts"] == 1  # one request each, in the batch
     assert {k: before[k] for k in ("error", "model", "prompt", "image", "attempts")} == {
         "error": {"type": "corrupt_image",
@@ -217,7 +218,8 @@ async def test_pdf_and_audio_are_described_with_media(
     assert "images" not in out.stderr
     pdf = got[str(folder / "doc.pdf")]
     assert pdf["image"] == {"mime_type": "application/pdf", "width": None, "height": None,
-                            "bytes": len(_pdf(3)), "pages": 3, "original": None}
+                            "bytes": len(_pdf(3)), "pages": 3, "sent_as": "bytes",
+                            "original": None}
     assert got[str(folder / "talk.wav")]["image"]["mime_type"] == "audio/wav"
     sent = {r.mime_type for r in gemini_env.stats.images}
     assert {"application/pdf", "audio/wav"} <= sent

@@ -177,5 +177,6 @@ async def test_heic_goes_as_its_original_bytes(
     sent = _sent(gemini_env)
     assert (sent["mime_type"], sent["sha256"]) == ("image/heic", sha256(heic))
     assert out.records[0]["image"] == {
-        "mime_type": "image/heic", "width": 64, "height": 48, "bytes": len(heic), "original": None
+        "mime_type": "image/heic", "width": 64, "height": 48, "bytes": len(heic),
+        "sent_as": "bytes", "original": None
     }

@@ -40,7 +40,7 @@ async def test_folder_records_follow_the_schema(
     hubble = out.by_source()[str(folder / "hubble_deep_field.jpg")]
     assert hubble["image"] == {
         "mime_type": "image/jpeg", "width": 1000, "height": 872, "bytes": 527940,
-        "original": None,
+        "sent_as": "bytes", "original": None,
     }
     assert hubble["usage"]["input_tokens"] == 258 * 4 + 2  # 2x2 tiles of 768 px + "3 words"
     assert "2 skipped (not images)" in out.stderr and "10 described, 0 failed" in out.stderr

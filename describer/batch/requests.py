@@ -232,8 +232,11 @@ class RequestFiles:
         self._record.not_submitted += 1
 
     async def _uploaded(self, prepared: Prepared) -> tuple[str | None, dict[str, Any] | None]:
-        """Media over the inline limit go by the Files API: (file name, REST part); else
+        """A URL goes as it is (``--send url``/``auto``): (None, its ``fileData`` part);
+        media over the inline limit go by the Files API: (file name, REST part); else
         (None, None) and the bytes go inline."""
+        if prepared.url is not None:
+            return None, gemini.file_json(prepared.url, prepared.media.mime_type)
         if prepared.media.bytes <= self._config.inline_limit:
             return None, None
         client = self._connection.client

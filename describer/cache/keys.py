@@ -4,9 +4,9 @@ A key is the SHA-256 (hex) of a canonical JSON (keys sorted, no spaces, UTF-8) o
 parts:
 
 - the **content**: :func:`content_key`, ``sha256:<hex>`` of the bytes sent (after
-  ``prepare``: the original file, or its re-encoding under ``--max-side``). A ``--send url``
-  mode would give ``url:<...>`` here, from the URL and its validators (ETag,
-  Last-Modified), the only part that changes;
+  ``prepare``: the original file, or its re-encoding under ``--max-side``); for a URL sent
+  for Gemini to fetch (``--send url``/``auto``), ``url:<hex>`` of the URL, its validators
+  (ETag, Last-Modified), its size and its first 512 bytes (``describer.send``);
 - the **MIME type** sent with them;
 - the **request**: :func:`request_fingerprint`, the model, the prompt and every setting of
   ``gemini.encoding.generation_settings`` (system instruction, temperature, output cap,
@@ -32,8 +32,8 @@ from ..gemini import connection, encoding
 
 
 def content_key(data: bytes) -> str:
-    """``sha256:<64 hex digits>`` of the bytes sent. The seam for other contents: a URL
-    sent for Gemini to fetch would be keyed ``url:<digest of URL and validators>``."""
+    """``sha256:<64 hex digits>`` of the bytes sent. A URL sent for Gemini to fetch is
+    keyed by ``describer.send`` instead (``Prepared.content``: ``url:<hex>``)."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

@@ -112,6 +112,8 @@ class ResultCache:
 
     async def _key(self, prepared: Prepared) -> str:
         data = prepared.data
+        if prepared.content is not None:  # a URL sent for Gemini to fetch (describer.send)
+            return item_key(prepared.content, prepared.media.mime_type, self._request)
         digest = (await asyncio.to_thread(content_key, data) if len(data) > HASH_IN_THREAD
                   else content_key(data))  # fmt: skip
         return item_key(digest, prepared.media.mime_type, self._request)

@@ -49,7 +49,10 @@ class ImageServer(LoopbackServer):
     served at /files/a.jpg) or ``srv.url("/x.jpg")`` (a route added with ``add*``).
     ``srv.hits[path]`` counts requests per URL path (e.g. "/x.jpg", "/files/a.jpg");
     ``await srv.wait_for_hits(path, n)`` returns once n requests for it have arrived.
-    Only GET and HEAD are served; unknown paths answer 404.
+    ``srv.served[path]`` sums the body bytes each answer declared (Content-Length; a ranged
+    answer's part, a whole body the client cut off counted whole, a chunked one not at all).
+    Files under root honour ``Range`` (206); added routes ignore it (200, whole body), as
+    many servers do. Only GET and HEAD are served; unknown paths answer 404.
     """
 
     runner_options: ClassVar[dict[str, Any]] = {
@@ -60,10 +63,12 @@ class ImageServer(LoopbackServer):
         super().__init__()
         self.root = root.resolve() if root is not None else None
         self.hits: Counter[str] = Counter()
+        self.served: Counter[str] = Counter()
         self._arrived = asyncio.Condition()
         self._routes: dict[str, Handler] = {}
         self.app = web.Application()
         self.app.router.add_get("/{tail:.*}", self._handle)
+        self.app.on_response_prepare.append(self._count)
 
     def url(self, name: str) -> str:
         """Full URL: "/path" for an added route, "name" for a file under root (/files/name)."""
@@ -85,6 +90,17 @@ class ImageServer(LoopbackServer):
         async def handler(request: web.Request) -> web.StreamResponse:
             return web.Response(body=body, status=status, content_type=content_type,
                                 headers=dict(headers or {}))
+        self._routes[_norm(path)] = handler
+
+    def add_guarded(self, path: str, body: bytes, user_agent: str,
+                    content_type: str = "image/jpeg") -> None:
+        """Answer ``path`` with ``body`` only to a User-Agent that starts with
+        ``user_agent``, 403 to anyone else: a host that lets browsers (or describer) in and
+        keeps crawlers, such as the fetcher behind Gemini's URL input, out."""
+        async def handler(request: web.Request) -> web.StreamResponse:
+            if not request.headers.get("User-Agent", "").startswith(user_agent):
+                return web.Response(status=403, text="forbidden")
+            return web.Response(body=body, content_type=content_type)
         self._routes[_norm(path)] = handler
 
     def add_redirect(self, path: str, to_path: str, status: int = 302) -> None:
@@ -137,6 +153,9 @@ class ImageServer(LoopbackServer):
                                     headers=dict(headers or {}))
             return web.Response(body=body, content_type=content_type)
         self._routes[_norm(path)] = handler
+
+    async def _count(self, request: web.Request, response: web.StreamResponse) -> None:
+        self.served[request.path] += response.content_length or 0
 
     # ----- dispatch ---------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:

@@ -53,10 +53,14 @@ async def generate(
 async def media_part(
     client: genai.Client, prepared: Prepared, config: Config
 ) -> AsyncIterator[types.Part]:
-    """The part that carries the media: inline bytes up to ``config.inline_limit``, else a
-    file uploaded with the Files API for the duration of the block and deleted after it.
+    """The part that carries the media: the URL for Gemini to fetch when ``prepared.url``
+    is set (``file_data``), else inline bytes up to ``config.inline_limit``, else a file
+    uploaded with the Files API for the duration of the block and deleted after it.
     Raises :class:`ItemFailure` when the upload fails after its retries."""
     mime = prepared.media.mime_type
+    if prepared.url is not None:
+        yield types.Part.from_uri(file_uri=prepared.url, mime_type=mime)
+        return
     if prepared.media.bytes <= config.inline_limit:
         yield types.Part.from_bytes(data=prepared.data, mime_type=mime)
         return
