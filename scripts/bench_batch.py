@@ -6,8 +6,12 @@ local server, starts the project's Gemini emulator, and runs, as measured child 
 Prints wall time, CPU time and peak RSS of each (``os.wait4``), the request-file bytes
 uploaded, the number of jobs, and the records written.
 
-    .venv/bin/python scripts/bench_batch.py            # 10,000 images
-    .venv/bin/python scripts/bench_batch.py --n 500    # a quick look
+    .venv/bin/python scripts/bench_batch.py                  # 10,000 images, bytes and url
+    .venv/bin/python scripts/bench_batch.py --n 500          # a quick look
+    .venv/bin/python scripts/bench_batch.py --send url       # one mode only
+
+With ``--send bytes,url`` (the default) both submissions run in turn, against the same
+servers, and the ratios url / bytes are printed.
 """
 
 from __future__ import annotations
@@ -83,19 +87,27 @@ def image_server() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="images to submit")
+    parser.add_argument("--send", default="bytes,url", help="--send modes, comma-separated")
     args = parser.parse_args()
     files = make_images()
     emulator, emu_url = start([sys.executable, "-m", "describer.emulator", "--port", "0"])
     server, img_url = start([sys.executable, "-c", image_server(), str(OUT / "images")])
     try:
-        run(args.n, files, emu_url, img_url)
+        figures = {mode: run(args.n, files, emu_url, img_url, mode)
+                   for mode in args.send.split(",")}  # fmt: skip
+        if {"bytes", "url"} <= figures.keys():
+            url, raw = figures["url"], figures["bytes"]
+            print(f"url / bytes: request files {url['uploaded'] / raw['uploaded']:.4f}x, "
+                  f"submit wall {url['wall'] / raw['wall']:.2f}x, "
+                  f"submit CPU {url['cpu'] / raw['cpu']:.2f}x")
     finally:
         for proc in (emulator, server):
             proc.terminate()
             proc.wait()
 
 
-def run(n: int, files: list[Path], emu_url: str, img_url: str) -> None:
+def run(n: int, files: list[Path], emu_url: str, img_url: str, send: str) -> dict[str, float]:
+    """Submit and fetch ``n`` URLs with ``--send send``; the submission's figures."""
     urls = OUT / "urls.txt"
     urls.write_text("".join(f"{img_url}/files/{files[i % len(files)].name}?copy={i}\n"
                             for i in range(n)))  # fmt: skip
@@ -104,17 +116,22 @@ def run(n: int, files: list[Path], emu_url: str, img_url: str) -> None:
     env = {**os.environ, "GEMINI_API_KEY": "bench", "GOOGLE_GEMINI_BASE_URL": emu_url,
            "DESCRIBER_HOME": home}  # fmt: skip
     cli = str(BIN / "describe-images")
-    submit = measured([cli, "batch", "submit", str(urls)], env, OUT / "submit.out")
+    before = _batch_stats(emu_url)
+    submit = measured([cli, "batch", "submit", str(urls), "--send", send], env,
+                      OUT / "submit.out")  # fmt: skip
     job = (OUT / "submit.out").read_text().strip()
-    stats = json.load(urllib.request.urlopen(f"{emu_url}/_emulator/batch"))["stats"]
+    after = _batch_stats(emu_url)
+    stats = {key: after[key] - before[key] for key in ("file_bytes_uploaded",
+                                                       "batch_jobs_created")}  # fmt: skip
+    stats["requests_per_job"] = after["requests_per_job"][len(before["requests_per_job"]):]
     records = OUT / "records.jsonl"
     records.unlink(missing_ok=True)
     fetch = measured([cli, "batch", "fetch", job, "--wait", "--poll-interval", "1", "-o",
                       str(records)], env, OUT / "fetch.out")  # fmt: skip
     lines = records.read_text().splitlines()
     described = sum(json.loads(line)["error"] is None for line in lines)
-    print(f"batch submission of {n:,} images ({sum(sizes) / 1e6:,.0f} MB: 2 MP JPEG and "
-          f"640 px WEBP, served on loopback)")  # fmt: skip
+    print(f"batch submit --send {send} of {n:,} images ({sum(sizes) / 1e6:,.0f} MB: 2 MP JPEG "
+          f"and 640 px WEBP, served on loopback)")  # fmt: skip
     for name, figures in (("submit", submit), ("fetch --wait", fetch)):
         print(f"  {name:<13} wall {figures['wall']:7.1f} s   CPU {figures['cpu']:7.1f} s   "
               f"peak RSS {figures['rss']:6.0f} MB")  # fmt: skip
@@ -123,6 +140,11 @@ def run(n: int, files: list[Path], emu_url: str, img_url: str) -> None:
     print(f"  records written: {len(lines):,}, described: {described:,}")
     print(f"  submit summary: {(OUT / 'submit.err').read_text().strip()}")
     print(f"  fetch summary: {(OUT / 'fetch.err').read_text().strip().splitlines()[-1]}")
+    return {**submit, "uploaded": float(stats["file_bytes_uploaded"])}
+
+
+def _batch_stats(emu_url: str) -> dict:
+    return json.load(urllib.request.urlopen(f"{emu_url}/_emulator/batch"))["stats"]
 
 
 if __name__ == "__main__":

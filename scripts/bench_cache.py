@@ -13,6 +13,7 @@ Prints, per run, the model calls the emulator received, the records, how many sa
 ``cached: true``, the wall time, and the summary line.
 
     .venv/bin/python scripts/bench_cache.py
+    .venv/bin/python scripts/bench_cache.py --send auto   # URLs keyed by URL: no cross-URL reuse
 """
 
 from __future__ import annotations
@@ -82,33 +83,35 @@ def describe(args: list[str], env: dict[str, str], emu_url: str, out: Path) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--urls", type=int, default=100, help="URLs (of 30 distinct images)")
+    parser.add_argument("--send", default="bytes", help="--send mode of the runs [bytes]")
     args = parser.parse_args()
     files = make_images()
     emulator, emu_url = start([sys.executable, "-m", "describer.emulator", "--port", "0",
                                "--latency", "0.5-1.5"])  # fmt: skip
     server, img_url = start([sys.executable, "-c", image_server(), str(OUT / "images")])
     try:
-        run(args.urls, files, emu_url, img_url)
+        run(args.urls, files, emu_url, img_url, args.send)
     finally:
         for proc in (emulator, server):
             proc.terminate()
             proc.wait()
 
 
-def run(n: int, files: list[Path], emu_url: str, img_url: str) -> None:
+def run(n: int, files: list[Path], emu_url: str, img_url: str, send: str) -> None:
     urls = OUT / "urls.txt"
     urls.write_text("".join(f"{img_url}/files/{files[i % len(files)].name}?copy={i}\n"
                             for i in range(n)))  # fmt: skip
     home = tempfile.mkdtemp(prefix="describer-home-")
     env = {**os.environ, "GEMINI_API_KEY": "bench", "GOOGLE_GEMINI_BASE_URL": emu_url,
            "DESCRIBER_HOME": home}  # fmt: skip
+    source = [str(urls), "--send", send]
     runs = {
-        "1: empty cache": describe([str(urls)], env, emu_url, OUT / "run1.jsonl"),
-        "2: rerun, new -o": describe([str(urls)], env, emu_url, OUT / "run2.jsonl"),
-        "3: --no-cache": describe([str(urls), "--no-cache"], env, emu_url, OUT / "run3.jsonl"),
+        "1: empty cache": describe(source, env, emu_url, OUT / "run1.jsonl"),
+        "2: rerun, new -o": describe(source, env, emu_url, OUT / "run2.jsonl"),
+        "3: --no-cache": describe([*source, "--no-cache"], env, emu_url, OUT / "run3.jsonl"),
     }
     print(f"{n} URLs of {len(files)} distinct images (2 MP and 1 MP JPEG, 640 px WEBP), "
-          "emulator latency 0.5-1.5 s, -c 16")  # fmt: skip
+          f"emulator latency 0.5-1.5 s, -c 16, --send {send}")  # fmt: skip
     print(f"  {'run':<18} {'model calls':>11} {'records':>8} {'cached':>7} {'wall':>8}")
     for name, r in runs.items():
         print(f"  {name:<18} {r['calls']:>11} {r['records']:>8} {r['cached']:>7} "

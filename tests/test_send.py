@@ -201,3 +201,12 @@ async def test_batch_submit_send_url_sends_file_data_lines(
     assert set(records) == set(urls)
     assert all(r["error"] is None and r["image"]["sent_as"] == "url" for r in records.values())
     assert gemini_env.batch.stats.url_parts == len(urls)
+
+
+async def test_under_auto_a_broken_file_gemini_refuses_gets_the_download_error_type(
+    gemini_env: GeminiEmulator, files: ImageServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cut = put(files, "cut.jpg", jpeg(800, 600)[:3000])  # its first 512 bytes look fine
+    [record] = (await describe_run(capsys, [cut], send="auto")).records
+    assert record["error"]["type"] == "corrupt_image"  # found once the bytes were fetched
+    assert gemini_env.stats.responses_by_status == {400: 1}  # the URL Gemini refused
