@@ -26,16 +26,19 @@ from .cost import AssumedOutput, assumed_output, describe_cost, estimate
 from .errors import ConfigError, ItemFailure
 from .formats import RASTER, SNIFF_BYTES, Format, accepted, sniff
 from .limits import estimate_tokens, request_tokens
-from .limits.tokens import GEMINI3_DEFAULT_RESOLUTION, RESOLUTION_IMAGE_TOKENS
+from .limits.tokens import (
+    ASSUMED_IMAGE_SIZE,
+    GEMINI3_DEFAULT_RESOLUTION,
+    RESOLUTION_IMAGE_TOKENS,
+)
 from .model import Media, Source, SourceKind
 from .prepare import plan  # importing prepare also lets Pillow open HEIC/HEIF headers
 from .resume import scan
 from .sources import SourceReader, SourceStats
 
 #: Size assumed for an image URL when the model's image tokens follow the size (Gemini 2.5
-#: and older): a dry run downloads nothing, so the size is unknown. 1920x1080 (Full HD, a
-#: common size for photos on the web): 3x2 tiles of 768 px, 1,548 tokens.
-ASSUMED_URL_SIZE = (1920, 1080)
+#: and older): a dry run downloads nothing, so the size is unknown (1,548 tokens).
+ASSUMED_URL_SIZE = ASSUMED_IMAGE_SIZE
 HEAD = "describer: dry run: "
 
 

@@ -210,3 +210,11 @@ async def test_under_auto_a_broken_file_gemini_refuses_gets_the_download_error_t
     [record] = (await describe_run(capsys, [cut], send="auto")).records
     assert record["error"]["type"] == "corrupt_image"  # found once the bytes were fetched
     assert gemini_env.stats.responses_by_status == {400: 1}  # the URL Gemini refused
+
+
+def test_an_image_of_unknown_size_is_estimated_as_full_hd_not_as_one_tile() -> None:
+    from describer.limits import estimate_tokens
+    from describer.model import Media
+
+    unknown = Media("image/jpeg", None, None, 0, sent_as="url")  # a JPEG sent as its URL
+    assert estimate_tokens(unknown, "") == 258 * 3 * 2  # 1920x1080: 3x2 tiles of 768 px
