@@ -80,9 +80,7 @@ async def run(
             config.output, config.overwrite, config.model, config.prompt, structured
         ) as sink:
             _report_resume(progress, sink.resume, config)
-            reader = SourceReader(
-                config.follow_symlinks, stdin, done=sink.resume.done, media=config.media
-            )
+            reader = SourceReader.of(config, stdin, done=sink.resume.done)
             results = describe_stream(
                 sources, config, reader=reader, stop=stop, connection=connection, watch=watch,
                 cache=cache,
@@ -103,7 +101,7 @@ async def _quota_line(
         return None
     remaining = None
     if "-" not in sources:
-        again = SourceReader(config.follow_symlinks, done=sink.resume.done, media=config.media)
+        again = SourceReader.of(config, done=sink.resume.done)
         total = await asyncio.to_thread(lambda: sum(1 for _ in again.iter(sources)))
         remaining = max(0, total - tally.described - tally.failed)
     line = watch.stop_line(tally.described, remaining, resumable=config.output is not None)

@@ -1,8 +1,9 @@
 """Sources stage: turn command-line arguments into a lazy, de-duplicated stream of items.
 
 An argument is an http(s) URL, an image file, a folder (walked recursively), a text file of
-sources (one URL or path per line; blank lines and ``#`` comments skipped) or ``-`` for such
-lines on stdin. Nothing is read whole: a list of a million lines streams line by line, and
+sources (one URL or path per line; blank lines and ``#`` comments skipped), ``-`` for such
+lines on stdin, or a table (CSV, TSV, Parquet, JSONL: one source a row, read by
+:mod:`describer.tables`). Nothing is read whole: a list of a million lines streams line by line, and
 only a 16-byte fingerprint per source is kept to drop repeats.
 
 A list (file or stdin) is read as bytes and decoded here: UTF-8 (a BOM is dropped; bytes that
@@ -22,8 +23,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
+from .config import Config
 from .formats import SNIFF_BYTES, accepted, sniff
 from .model import Source, SourceKind
+from .tables import TableSpec, check_table, table_sources
 
 #: File name endings taken as lists of sources when a file's bytes are not an image.
 LIST_SUFFIXES = (".txt", ".list", ".lst", ".urls", ".csv", ".tsv")
@@ -72,6 +75,15 @@ def identity(ref: str) -> str:
 def fingerprint(text: str) -> bytes:
     """A 16-byte digest standing for a source string in sets (repeats, resume)."""
     return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).digest()
+
+
+def source_key(ref: str, id: str | None = None) -> bytes:
+    """The key by which a source is done (resume) or repeated: the :func:`fingerprint` of
+    its ``id`` (a table's ``--id-col``) when it has one, else of its :func:`identity`. An id
+    and a path never share a key."""
+    if id is not None:
+        return fingerprint("\x00id\x00" + id)
+    return fingerprint(identity(ref))
 
 
 def classify(ref: str) -> Source:
@@ -203,26 +215,42 @@ class SourceReader:
         stdin: IO[str] | None = None,
         done: set[bytes] | None = None,
         media: frozenset[str] = frozenset({"image"}),
+        table: TableSpec | None = None,
     ) -> None:
-        """``done``: :func:`fingerprint` of the :func:`identity` of sources already described
-        (resume), skipped;
-        ``media``: the ``--media`` kinds a folder walk takes."""
+        """``done``: :func:`source_key` of sources already described (resume), skipped;
+        ``media``: the ``--media`` kinds a folder walk takes; ``table``: how tables are read
+        (``--input-format``, ``--url-col``, ``--id-col``, ``--keep-cols``)."""
         self.stats = SourceStats()
+        self._table = table or TableSpec()
         self._taken = accepted(media)
         self._follow_symlinks = follow_symlinks
         self._stdin = stdin
         self._done = done
         self._seen: set[bytes] = set()
 
+    @classmethod
+    def of(
+        cls, config: Config, stdin: IO[str] | None = None, done: set[bytes] | None = None
+    ) -> SourceReader:
+        """A reader with the run's settings (``--follow-symlinks``, ``--media``, tables)."""
+        return cls(config.follow_symlinks, stdin, done, config.media, TableSpec.of(config))
+
     def iter(self, args: Iterable[str]) -> Iterator[Source]:
-        """Yield the sources named by ``args`` in order, without repeats."""
+        """Yield the sources named by ``args`` in order, without repeats (a table row with
+        an id: by its id). Raises :class:`~describer.errors.ConfigError` before the first
+        source when a table argument lacks a named column (see :func:`check_table`)."""
+        args = list(args)
+        for arg in args:
+            fmt = self._table_format(arg)
+            if fmt is not None and arg != "-":
+                check_table(arg, fmt, self._table)
         for arg in args:
             for source in self._expand(arg):
                 if self._first_time(source):
                     yield source
 
     def _first_time(self, source: Source) -> bool:
-        digest = fingerprint(identity(source.ref))
+        digest = source_key(source.ref, source.id)
         if self._done and digest in self._done:
             self.stats.already_done += 1
             return False
@@ -233,6 +261,10 @@ class SourceReader:
         return True
 
     def _expand(self, arg: str) -> Iterator[Source]:
+        fmt = self._table_format(arg)
+        if fmt is not None:
+            yield from table_sources(arg, fmt, self._table, classify, self._stdin)
+            return
         if arg == "-":
             yield from self._stdin_sources()
             return
@@ -246,6 +278,13 @@ class SourceReader:
                 yield from self._list(fh, arg)
         else:
             yield source
+
+    def _table_format(self, arg: str) -> str | None:
+        """The table format ``arg`` is read in (None: not a table). Only ``-`` and files are
+        tables: never a URL or a folder."""
+        if arg != "-" and ("://" in arg or not os.path.isfile(arg)):
+            return None
+        return self._table.format_of(arg)
 
     def _stdin_sources(self) -> Iterator[Source]:
         """``-``: stdin's bytes when it has them (its encoding told as a list file's is),
