@@ -3,18 +3,18 @@
 An argument is an http(s) URL, an image file, a folder (walked recursively), a text file of
 sources (one URL or path per line; blank lines and ``#`` comments skipped), ``-`` for such
 lines on stdin, or a table (CSV, TSV, Parquet, JSONL: one source a row, read by
-:mod:`describer.tables`). Nothing is read whole: a list of a million lines streams line by line, and
-only a 16-byte fingerprint per source is kept to drop repeats.
+:mod:`describer.tables`). Nothing is read whole: a list of a million lines streams line by
+line, and only a 16-byte fingerprint per source is kept to drop repeats.
 
-A list (file or stdin) is read as bytes and decoded here: UTF-8 (a BOM is dropped; bytes that
-are not UTF-8, as in file names, are kept with ``surrogateescape``) or UTF-16 (a BOM, or a
-NUL every other byte). A list that is binary gives one ``invalid`` source naming it, never a
-source per line of garbage; a line with a NUL byte gives one ``invalid`` source.
+A list (file or stdin) is read as bytes and decoded (:mod:`describer.listfiles`): UTF-8 (a
+BOM is dropped; bytes that are not UTF-8, as in file names, are kept with
+``surrogateescape``) or UTF-16 (a BOM, or a NUL every other byte). A list that is binary
+gives one ``invalid`` source naming it, never a source per line of garbage; a line with a
+NUL byte gives one ``invalid`` source.
 """
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import itertools
 import os
@@ -25,20 +25,14 @@ from typing import IO
 
 from .config import Config
 from .formats import SNIFF_BYTES, accepted, sniff
+from .listfiles import BINARY_LIST, decoded_lines, head_of, list_encoding, read_chunks, without_bom
 from .model import Source, SourceKind
 from .tables import TableSpec, check_table, table_sources
 
-#: File name endings taken as lists of sources when a file's bytes are not an image.
+#: File name endings taken as lists of sources when a file's bytes are not an image (``.csv``
+#: and ``.tsv`` only with ``--input-format list``: otherwise they are tables).
 LIST_SUFFIXES = (".txt", ".list", ".lst", ".urls", ".csv", ".tsv")
 _SUPPORTED_SCHEMES = ("http://", "https://")
-_BOMS = (
-    (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-)
-_CHUNK = 64 * 1024
-#: Bytes a list's encoding is told from: a BOM and one UTF-16 character.
-_HEAD_MIN = 4
-BINARY_LIST = "binary data, not a list of sources (NUL bytes, neither UTF-8 nor UTF-16)"
 NUL_BYTE = "contains a NUL byte: neither a URL nor a path"
 
 
@@ -109,76 +103,6 @@ def classify(ref: str) -> Source:
         return Source(ref, SourceKind.PATH, path)
     problem = "neither an http(s) URL nor an existing file or folder"
     return Source(ref, SourceKind.INVALID, ref, problem)
-
-
-def list_encoding(head: bytes) -> tuple[str, int] | None:
-    """How a list of sources is encoded, told from its first bytes: ``(encoding, length of
-    its byte order mark)``. UTF-8 with or without a BOM; UTF-16 with a BOM, or without one
-    when nearly every other byte is NUL (text in Latin script); ``None`` for binary data:
-    NUL bytes in a head that is not UTF-8, or many of them. A lone NUL in otherwise clean
-    UTF-8 is a bad line, not a binary list."""
-    for bom, encoding in _BOMS:
-        if head.startswith(bom):
-            return encoding, len(bom)
-    if b"\x00" not in head:
-        return "utf-8", 0
-    even, odd = head[0::2], head[1::2]
-    if len(head) >= _HEAD_MIN and b"\x00" not in even and odd.count(0) * 4 >= len(odd) * 3:
-        return "utf-16-le", 0
-    if len(head) >= _HEAD_MIN and b"\x00" not in odd and even.count(0) * 4 >= len(even) * 3:
-        return "utf-16-be", 0
-    if head.count(0) * 10 > len(head) or not _is_utf8(head):
-        return None
-    return "utf-8", 0
-
-
-def _is_utf8(head: bytes) -> bool:
-    """Whether ``head`` is UTF-8, but for a character cut at its end."""
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
-    """The bytes of ``stream`` as they come (``read1``: a pipe is not waited on to fill)."""
-    read = getattr(stream, "read1", stream.read)
-    while chunk := read(_CHUNK):
-        yield chunk
-
-
-def _head(chunks: Iterator[bytes]) -> bytes:
-    """At least :data:`_HEAD_MIN` bytes from ``chunks`` (fewer at their end)."""
-    head = b""
-    for chunk in chunks:
-        head += chunk
-        if len(head) >= _HEAD_MIN:
-            break
-    return head
-
-
-def _decoded_lines(chunks: Iterable[bytes], encoding: str) -> Iterator[str]:
-    """The lines of ``chunks`` decoded incrementally (UTF-8 with ``surrogateescape``)."""
-    errors = "surrogateescape" if encoding == "utf-8" else "replace"
-    decoder = codecs.getincrementaldecoder(encoding)(errors)
-    pending = ""
-    for chunk in chunks:
-        pending += decoder.decode(chunk)
-        *lines, pending = pending.split("\n")
-        yield from lines
-    pending += decoder.decode(b"", final=True)
-    if pending:
-        yield pending
-
-
-def _without_bom(lines: Iterable[str]) -> Iterator[str]:
-    """Text lines with a BOM (U+FEFF) dropped from the start of the first."""
-    lines = iter(lines)
-    for first in lines:
-        yield first.removeprefix("\ufeff")
-        break
-    yield from lines
 
 
 def is_list_file(path: str) -> bool:
@@ -294,19 +218,19 @@ class SourceReader:
         if raw is not None:
             yield from self._list(raw, "-")
         else:
-            yield from self._lines(_without_bom(stream))
+            yield from self._lines(without_bom(stream))
 
     def _list(self, stream: IO[bytes], name: str) -> Iterator[Source]:
         """The sources of a list read as bytes; one ``INVALID`` source ``name`` when it is
         binary."""
-        chunks = _chunks(stream)
-        head = _head(chunks)
+        chunks = read_chunks(stream)
+        head = head_of(chunks)
         found = list_encoding(head)
         if found is None:
             yield Source(name, SourceKind.INVALID, name, BINARY_LIST)
             return
         encoding, bom = found
-        yield from self._lines(_decoded_lines(itertools.chain([head[bom:]], chunks), encoding))
+        yield from self._lines(decoded_lines(itertools.chain([head[bom:]], chunks), encoding))
 
     def _lines(self, lines: Iterable[str]) -> Iterator[Source]:
         for raw in lines:
