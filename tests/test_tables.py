@@ -200,3 +200,24 @@ async def test_stdin_as_a_table_and_a_csv_read_as_a_list(
     listed.write_text(f"{urls[1]}\n")
     outcome = await describe_run(capsys, [str(listed)], input_format="list")
     assert [r["source"] for r in outcome.records] == [urls[1]]
+
+
+async def test_batch_submit_reads_a_table_and_fetch_writes_id_and_meta(
+    gemini_env: GeminiEmulator, images: ImageServer, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from describer.batch import MAX_FILE_BYTES, MAX_REQUESTS
+    from describer.cli.batch import fetch_main, submit_main
+
+    (url,) = serve(images, 1)
+    table = write_csv(tmp_path / "in.csv", ["id", "url", "license"],
+                      [["a", url, "cc0"], ["b", "ftp://x/y.jpg", "mit"]])  # fmt: skip
+    out = tmp_path / "out.parquet"
+    config = Config(output=out, id_col="id", keep_cols="license")
+    assert await submit_main((str(table),), config, (MAX_FILE_BYTES, MAX_REQUESTS), None) == 0
+    job = capsys.readouterr().out.strip()
+    assert await fetch_main(job, config, wait=0.0) == 1  # the ftp row failed
+    rows = {row["id"]: row for row in pq.read_table(out).to_pylist()}
+    assert rows["a"]["description"] and rows["a"]["meta"] == {"license": "cc0"}
+    assert rows["b"]["error"]["type"] == "invalid_source"
+    assert rows["b"]["meta"] == {"license": "mit"}
