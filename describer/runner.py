@@ -24,6 +24,7 @@ from .pipeline import describe_stream
 from .report import Progress, Tally
 from .resume import Resume
 from .sources import SourceReader, SourceStats
+from .tables.columns import journal_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,8 @@ async def _quota_line(
     line = watch.stop_line(tally.described, remaining, resumable=config.output is not None)
     unembedded = tally.described - tally.embedded - tally.embedding_failed
     if config.embed and config.output is not None and unembedded > 0:
-        line += f"; {unembedded} described without an embedding: embed {config.output} adds them"
+        journal = journal_of(config.output)  # a table's records are in its journal
+        line += f"; {unembedded} described without an embedding: embed {journal} adds them"
     return line
 
 

@@ -73,7 +73,7 @@ class Source:
     location: str
     problem: str | None = None
     id: str | None = None
-    meta: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
+    meta: Mapping[str, Any] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True, slots=True)

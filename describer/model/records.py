@@ -52,7 +52,7 @@ class Result:
     structured: bool = False  # set when a schema was asked for: the record has ``data``
     cached: bool = False
     id: str | None = None
-    meta: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
+    meta: Mapping[str, Any] | None = field(default=None, hash=False)
 
     @property
     def ok(self) -> bool:
