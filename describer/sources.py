@@ -19,7 +19,7 @@ import hashlib
 import itertools
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -162,9 +162,10 @@ class SourceReader:
     def iter(self, args: Iterable[str]) -> Iterator[Source]:
         """Yield the sources named by ``args`` in order, without repeats (a table row with
         an id: by its id). Raises :class:`~describer.errors.ConfigError` before the first
-        source when a table argument lacks a named column (see :func:`check_table`)."""
-        args = list(args)
-        for arg in args:
+        source when a table argument lacks a named column (see :func:`check_table`; ``args``
+        that are not a sequence, a library caller's generator, are not read ahead: a table
+        among them is checked when it is reached)."""
+        for arg in args if isinstance(args, Sequence) else ():
             fmt = self._table_format(arg)
             if fmt is not None and arg != "-":
                 check_table(arg, fmt, self._table)
