@@ -63,6 +63,16 @@ DEFAULT_REQUEST_TIMEOUT = 180.0
 #: 15 minutes before the first byte (docker/docker-agent#4348); 900 s of queueing plus 60 s
 #: for the answer itself.
 FLEX_REQUEST_TIMEOUT = 960.0
+#: ``--input-format`` values: a table format, or ``list`` (one source a line).
+INPUT_FORMATS = ("csv", "tsv", "parquet", "jsonl", "list")
+
+
+def _columns(value: tuple[str, ...] | str | None) -> tuple[str, ...] | str:
+    """``--keep-cols``: ``"all"``, or the names of ``"a,b"`` (or a sequence) as a tuple."""
+    if value == "all":
+        return "all"
+    names = value.split(",") if isinstance(value, str) else (value or ())
+    return tuple(name.strip() for name in names if name.strip())
 
 
 def describer_home() -> Path:
@@ -122,6 +132,12 @@ class Config:
     download_timeout: float = 60.0
     max_redirects: int = 5
 
+    # Tables in (describer.tables): which column is the source, the id, the kept columns
+    input_format: str | None = None  # csv, tsv, parquet, jsonl, list; None: by file name
+    url_col: str = "url"
+    id_col: str | None = None  # the record's id and resume key
+    keep_cols: tuple[str, ...] | str | None = None  # "a,b", names, or "all": the record's meta
+
     # Limits: how much at once, how fast, how much memory
     concurrency: int = 16
     prefetch: int | None = None  # downloads allowed ahead of the model side; None: concurrency // 2
@@ -158,6 +174,7 @@ class Config:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schema", load_schema(self.schema))
+        object.__setattr__(self, "keep_cols", _columns(self.keep_cols))
         self._check_embed_field()
         checks = [
             (self.concurrency >= 1, "--concurrency must be at least 1"),
@@ -193,6 +210,10 @@ class Config:
             (self.embed_timeout >= 0, "--embed-timeout must be 0 or more"),
             (self.embed_dim is None or self.embed_dim >= 1, "--embed-dim must be at least 1"),
             (self.embed_rpm is None or self.embed_rpm >= 1, "--embed-rpm must be at least 1"),
+            (self.input_format in (None, *INPUT_FORMATS),
+             f"--input-format is one of {', '.join(INPUT_FORMATS)}"),
+            (bool(self.url_col), "--url-col must name a column"),
+            (self.id_col is None or bool(self.id_col), "--id-col must name a column"),
             (bool(self.prompt.strip()), "--prompt must not be empty"),
             (bool(self.model.strip()), "--model must not be empty"),
             (

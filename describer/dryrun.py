@@ -35,6 +35,7 @@ from .model import Media, Source, SourceKind
 from .prepare import plan  # importing prepare also lets Pillow open HEIC/HEIF headers
 from .resume import scan
 from .sources import SourceReader, SourceStats
+from .tables.columns import journal_of
 
 #: Size assumed for an image URL when the model's image tokens follow the size (Gemini 2.5
 #: and older): a dry run downloads nothing, so the size is unknown (1,548 tokens).
@@ -151,7 +152,7 @@ def _scan(config: Config, sources: Sequence[str], stdin: IO[str] | None) -> DryR
     """The dry run itself (blocking: it reads lists, folders and file headers)."""
     report = DryRun(config, assumed_output(config.model, config.thinking,
                                            config.max_output_tokens))  # fmt: skip
-    reader = SourceReader(config.follow_symlinks, stdin, done=_done(config), media=config.media)
+    reader = SourceReader.of(config, stdin, done=_done(config))
     for source in reader.iter(sources):
         media = _media_of(source, config)
         if media is None:
@@ -211,7 +212,7 @@ def _done(config: Config) -> set[bytes] | None:
     """The sources ``-o FILE`` already describes (skipped, as a run skips them), read without
     locking, creating or changing the file; None without ``-o``, with ``--overwrite``, or
     when the file does not exist yet."""
-    path = config.output
+    path = config.output and journal_of(config.output)
     if path is None or config.overwrite or not path.exists():
         return None
     try:

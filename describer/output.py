@@ -5,6 +5,10 @@ per file), reads what an earlier run left there (:mod:`describer.resume`; a file
 describer's is refused untouched) and drops a torn last line. :func:`write_all` is the one
 write loop, used by ``run`` and by ``batch fetch``. A write that fails (disk full) is undone
 back to the last whole record and raises :class:`~describer.errors.OutputError`.
+
+``-o FILE.parquet`` and ``-o FILE.csv`` are written the same way into their journal,
+``FILE.parquet.journal.jsonl`` (the JSONL records, resumed as any ``-o FILE.jsonl``), and
+the table is made from the journal when the sink closes (:mod:`describer.export`).
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from pathlib import Path
 from typing import IO
 
 from .errors import ConfigError, OutputError
+from .export import check_target, export
 from .locks import exclusive
 from .model import Result
 from .report import Progress, Tally
 from .resume import Resume, scan
-from .sources import fingerprint, identity
+from .sources import source_key
+from .tables.columns import journal_of, output_format
 
 
 class Sink:
@@ -61,8 +67,9 @@ class Sink:
         self._size += len(line.encode("utf-8", "backslashreplace"))
 
     def already_done(self, result: Result) -> bool:
-        """Whether the file already holds a successful record for ``result.source``."""
-        return fingerprint(identity(result.source)) in self.resume.done
+        """Whether the file already holds a successful record for ``result``'s source (by
+        its ``id`` when it has one)."""
+        return source_key(result.source, result.id) in self.resume.done
 
 
 @contextlib.contextmanager
@@ -76,20 +83,30 @@ def open_sink(
     """Open the run's output: stdout, or ``path`` resumed (appended), or emptied with
     ``overwrite``; describer's lock on ``path`` is held until the block ends.
 
+    A table ``path`` (``.parquet``, ``.csv``) has its records go to its journal
+    (:func:`journal_of`), and is made from the journal when the block ends without an
+    exception (a run stopped by Ctrl-C or a quota included); a killed run leaves the
+    journal, which the next run resumes and then makes the table from.
+
     Raises :class:`ConfigError` when another describer process writes ``path``, the file
     cannot be read or written, or it is not describer's (checked before anything is
-    written, ``overwrite`` or not).
+    written, ``overwrite`` or not; for a table, the table and its journal).
     """
     if path is None:
         yield Sink(Resume(), stream=sys.stdout)
         return
-    with exclusive(path) as lock_fd:
-        resume = _scan(lock_fd, path, model, prompt, structured)
-        fd = _open_for_append(path, 0 if overwrite else resume.kept_bytes, resume.torn)
+    table, journal = output_format(path), journal_of(path)
+    if table is not None:
+        check_target(path, table)
+    with exclusive(journal) as lock_fd:
+        resume = _scan(lock_fd, journal, model, prompt, structured)
+        fd = _open_for_append(journal, 0 if overwrite else resume.kept_bytes, resume.torn)
         try:
-            yield Sink(Resume() if overwrite else resume, fd=fd, path=path)
+            yield Sink(Resume() if overwrite else resume, fd=fd, path=journal)
         finally:
             os.close(fd)
+        if table is not None:
+            export(journal, path, table)
 
 
 def _scan(fd: int, path: Path, model: str, prompt: str, structured: bool | None) -> Resume:

@@ -60,7 +60,7 @@ async def describe_stream(
     them: they are not done). Raises :class:`describer.ConfigError` when no credentials are
     configured, or the cache file is not describer's.
     """
-    reader = reader or SourceReader(config.follow_symlinks, media=config.media)
+    reader = reader or SourceReader.of(config)
     async with contextlib.AsyncExitStack() as opened:
         if connection is None:
             connection = await opened.enter_async_context(gemini.connect(config))
@@ -199,7 +199,7 @@ class Pipeline:
             await lease.release()
         if config.schema is not None:
             result = replace(result, structured=True)
-        return _redacted(result, self._connection.hidden)
+        return _redacted(with_row(result, source), self._connection.hidden)
 
     async def _describe(self, source: Source, prepared: Prepared, lease: Lease) -> Result:
         """The model's answer about ``prepared`` as ``source``'s record; a URL Gemini would
@@ -236,6 +236,13 @@ def failed(
         media=prepared.media if prepared else None,
         original=prepared.original if prepared else None,
     )  # fmt: skip
+
+
+def with_row(result: Result, source: Source) -> Result:
+    """``result`` carrying its table row's ``id`` and ``meta`` (when ``source`` is a row)."""
+    if source.id is None and source.meta is None:
+        return result
+    return replace(result, id=source.id, meta=source.meta)
 
 
 def _redacted(result: Result, hidden: tuple[str, ...]) -> Result:

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 from .errors import ConfigError
 from .model import is_record, record_source
-from .sources import fingerprint, identity
+from .sources import source_key
 
 #: How every record line describer writes begins (``json.dumps`` of ``Result.to_json``): a
 #: torn first line is recognised by it, a complete JSON object never is.
@@ -113,7 +113,8 @@ def _remember(
     resume: Resume, record: dict[str, Any], model: str, prompt: str, structured: bool | None
 ) -> None:
     if record.get("error") is None:
-        resume.done.add(fingerprint(identity(record_source(record))))
+        key = record.get("id")
+        resume.done.add(source_key(record_source(record), None if key is None else str(key)))
         if (
             (model and record.get("model") != model)
             or (prompt and record.get("prompt") != prompt)

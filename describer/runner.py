@@ -24,6 +24,7 @@ from .pipeline import describe_stream
 from .report import Progress, Tally
 from .resume import Resume
 from .sources import SourceReader, SourceStats
+from .tables.columns import journal_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +81,7 @@ async def run(
             config.output, config.overwrite, config.model, config.prompt, structured
         ) as sink:
             _report_resume(progress, sink.resume, config)
-            reader = SourceReader(
-                config.follow_symlinks, stdin, done=sink.resume.done, media=config.media
-            )
+            reader = SourceReader.of(config, stdin, done=sink.resume.done)
             results = describe_stream(
                 sources, config, reader=reader, stop=stop, connection=connection, watch=watch,
                 cache=cache,
@@ -103,13 +102,14 @@ async def _quota_line(
         return None
     remaining = None
     if "-" not in sources:
-        again = SourceReader(config.follow_symlinks, done=sink.resume.done, media=config.media)
+        again = SourceReader.of(config, done=sink.resume.done)
         total = await asyncio.to_thread(lambda: sum(1 for _ in again.iter(sources)))
         remaining = max(0, total - tally.described - tally.failed)
     line = watch.stop_line(tally.described, remaining, resumable=config.output is not None)
     unembedded = tally.described - tally.embedded - tally.embedding_failed
     if config.embed and config.output is not None and unembedded > 0:
-        line += f"; {unembedded} described without an embedding: embed {config.output} adds them"
+        journal = journal_of(config.output)  # a table's records are in its journal
+        line += f"; {unembedded} described without an embedding: embed {journal} adds them"
     return line
 
 

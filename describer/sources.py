@@ -1,41 +1,38 @@
 """Sources stage: turn command-line arguments into a lazy, de-duplicated stream of items.
 
 An argument is an http(s) URL, an image file, a folder (walked recursively), a text file of
-sources (one URL or path per line; blank lines and ``#`` comments skipped) or ``-`` for such
-lines on stdin. Nothing is read whole: a list of a million lines streams line by line, and
-only a 16-byte fingerprint per source is kept to drop repeats.
+sources (one URL or path per line; blank lines and ``#`` comments skipped), ``-`` for such
+lines on stdin, or a table (CSV, TSV, Parquet, JSONL: one source a row, read by
+:mod:`describer.tables`). Nothing is read whole: a list of a million lines streams line by
+line, and only a 16-byte fingerprint per source is kept to drop repeats.
 
-A list (file or stdin) is read as bytes and decoded here: UTF-8 (a BOM is dropped; bytes that
-are not UTF-8, as in file names, are kept with ``surrogateescape``) or UTF-16 (a BOM, or a
-NUL every other byte). A list that is binary gives one ``invalid`` source naming it, never a
-source per line of garbage; a line with a NUL byte gives one ``invalid`` source.
+A list (file or stdin) is read as bytes and decoded (:mod:`describer.listfiles`): UTF-8 (a
+BOM is dropped; bytes that are not UTF-8, as in file names, are kept with
+``surrogateescape``) or UTF-16 (a BOM, or a NUL every other byte). A list that is binary
+gives one ``invalid`` source naming it, never a source per line of garbage; a line with a
+NUL byte gives one ``invalid`` source.
 """
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import itertools
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO
 
+from .config import Config
 from .formats import SNIFF_BYTES, accepted, sniff
+from .listfiles import BINARY_LIST, decoded_lines, head_of, list_encoding, read_chunks, without_bom
 from .model import Source, SourceKind
+from .tables import TableSpec, check_table, table_sources
 
-#: File name endings taken as lists of sources when a file's bytes are not an image.
+#: File name endings taken as lists of sources when a file's bytes are not an image (``.csv``
+#: and ``.tsv`` only with ``--input-format list``: otherwise they are tables).
 LIST_SUFFIXES = (".txt", ".list", ".lst", ".urls", ".csv", ".tsv")
 _SUPPORTED_SCHEMES = ("http://", "https://")
-_BOMS = (
-    (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-)
-_CHUNK = 64 * 1024
-#: Bytes a list's encoding is told from: a BOM and one UTF-16 character.
-_HEAD_MIN = 4
-BINARY_LIST = "binary data, not a list of sources (NUL bytes, neither UTF-8 nor UTF-16)"
 NUL_BYTE = "contains a NUL byte: neither a URL nor a path"
 
 
@@ -74,6 +71,15 @@ def fingerprint(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
 
+def source_key(ref: str, id: str | None = None) -> bytes:
+    """The key by which a source is done (resume) or repeated: the :func:`fingerprint` of
+    its ``id`` (a table's ``--id-col``) when it has one, else of its :func:`identity`. An id
+    and a path never share a key."""
+    if id is not None:
+        return fingerprint("\x00id\x00" + id)
+    return fingerprint(identity(ref))
+
+
 def classify(ref: str) -> Source:
     """Classify one user-written source (a list line or an argument) without reading it.
     Never raises: what cannot be a URL or a path is an ``INVALID`` source saying why."""
@@ -97,76 +103,6 @@ def classify(ref: str) -> Source:
         return Source(ref, SourceKind.PATH, path)
     problem = "neither an http(s) URL nor an existing file or folder"
     return Source(ref, SourceKind.INVALID, ref, problem)
-
-
-def list_encoding(head: bytes) -> tuple[str, int] | None:
-    """How a list of sources is encoded, told from its first bytes: ``(encoding, length of
-    its byte order mark)``. UTF-8 with or without a BOM; UTF-16 with a BOM, or without one
-    when nearly every other byte is NUL (text in Latin script); ``None`` for binary data:
-    NUL bytes in a head that is not UTF-8, or many of them. A lone NUL in otherwise clean
-    UTF-8 is a bad line, not a binary list."""
-    for bom, encoding in _BOMS:
-        if head.startswith(bom):
-            return encoding, len(bom)
-    if b"\x00" not in head:
-        return "utf-8", 0
-    even, odd = head[0::2], head[1::2]
-    if len(head) >= _HEAD_MIN and b"\x00" not in even and odd.count(0) * 4 >= len(odd) * 3:
-        return "utf-16-le", 0
-    if len(head) >= _HEAD_MIN and b"\x00" not in odd and even.count(0) * 4 >= len(even) * 3:
-        return "utf-16-be", 0
-    if head.count(0) * 10 > len(head) or not _is_utf8(head):
-        return None
-    return "utf-8", 0
-
-
-def _is_utf8(head: bytes) -> bool:
-    """Whether ``head`` is UTF-8, but for a character cut at its end."""
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
-    """The bytes of ``stream`` as they come (``read1``: a pipe is not waited on to fill)."""
-    read = getattr(stream, "read1", stream.read)
-    while chunk := read(_CHUNK):
-        yield chunk
-
-
-def _head(chunks: Iterator[bytes]) -> bytes:
-    """At least :data:`_HEAD_MIN` bytes from ``chunks`` (fewer at their end)."""
-    head = b""
-    for chunk in chunks:
-        head += chunk
-        if len(head) >= _HEAD_MIN:
-            break
-    return head
-
-
-def _decoded_lines(chunks: Iterable[bytes], encoding: str) -> Iterator[str]:
-    """The lines of ``chunks`` decoded incrementally (UTF-8 with ``surrogateescape``)."""
-    errors = "surrogateescape" if encoding == "utf-8" else "replace"
-    decoder = codecs.getincrementaldecoder(encoding)(errors)
-    pending = ""
-    for chunk in chunks:
-        pending += decoder.decode(chunk)
-        *lines, pending = pending.split("\n")
-        yield from lines
-    pending += decoder.decode(b"", final=True)
-    if pending:
-        yield pending
-
-
-def _without_bom(lines: Iterable[str]) -> Iterator[str]:
-    """Text lines with a BOM (U+FEFF) dropped from the start of the first."""
-    lines = iter(lines)
-    for first in lines:
-        yield first.removeprefix("\ufeff")
-        break
-    yield from lines
 
 
 def is_list_file(path: str) -> bool:
@@ -203,26 +139,43 @@ class SourceReader:
         stdin: IO[str] | None = None,
         done: set[bytes] | None = None,
         media: frozenset[str] = frozenset({"image"}),
+        table: TableSpec | None = None,
     ) -> None:
-        """``done``: :func:`fingerprint` of the :func:`identity` of sources already described
-        (resume), skipped;
-        ``media``: the ``--media`` kinds a folder walk takes."""
+        """``done``: :func:`source_key` of sources already described (resume), skipped;
+        ``media``: the ``--media`` kinds a folder walk takes; ``table``: how tables are read
+        (``--input-format``, ``--url-col``, ``--id-col``, ``--keep-cols``)."""
         self.stats = SourceStats()
+        self._table = table or TableSpec()
         self._taken = accepted(media)
         self._follow_symlinks = follow_symlinks
         self._stdin = stdin
         self._done = done
         self._seen: set[bytes] = set()
 
+    @classmethod
+    def of(
+        cls, config: Config, stdin: IO[str] | None = None, done: set[bytes] | None = None
+    ) -> SourceReader:
+        """A reader with the run's settings (``--follow-symlinks``, ``--media``, tables)."""
+        return cls(config.follow_symlinks, stdin, done, config.media, TableSpec.of(config))
+
     def iter(self, args: Iterable[str]) -> Iterator[Source]:
-        """Yield the sources named by ``args`` in order, without repeats."""
+        """Yield the sources named by ``args`` in order, without repeats (a table row with
+        an id: by its id). Raises :class:`~describer.errors.ConfigError` before the first
+        source when a table argument lacks a named column (see :func:`check_table`; ``args``
+        that are not a sequence, a library caller's generator, are not read ahead: a table
+        among them is checked when it is reached)."""
+        for arg in args if isinstance(args, Sequence) else ():
+            fmt = self._table_format(arg)
+            if fmt is not None and arg != "-":
+                check_table(arg, fmt, self._table)
         for arg in args:
             for source in self._expand(arg):
                 if self._first_time(source):
                     yield source
 
     def _first_time(self, source: Source) -> bool:
-        digest = fingerprint(identity(source.ref))
+        digest = source_key(source.ref, source.id)
         if self._done and digest in self._done:
             self.stats.already_done += 1
             return False
@@ -233,6 +186,10 @@ class SourceReader:
         return True
 
     def _expand(self, arg: str) -> Iterator[Source]:
+        fmt = self._table_format(arg)
+        if fmt is not None:
+            yield from table_sources(arg, fmt, self._table, classify, self._stdin)
+            return
         if arg == "-":
             yield from self._stdin_sources()
             return
@@ -247,6 +204,13 @@ class SourceReader:
         else:
             yield source
 
+    def _table_format(self, arg: str) -> str | None:
+        """The table format ``arg`` is read in (None: not a table). Only ``-`` and files are
+        tables: never a URL or a folder."""
+        if arg != "-" and ("://" in arg or not os.path.isfile(arg)):
+            return None
+        return self._table.format_of(arg)
+
     def _stdin_sources(self) -> Iterator[Source]:
         """``-``: stdin's bytes when it has them (its encoding told as a list file's is),
         else its text lines, a BOM dropped."""
@@ -255,19 +219,19 @@ class SourceReader:
         if raw is not None:
             yield from self._list(raw, "-")
         else:
-            yield from self._lines(_without_bom(stream))
+            yield from self._lines(without_bom(stream))
 
     def _list(self, stream: IO[bytes], name: str) -> Iterator[Source]:
         """The sources of a list read as bytes; one ``INVALID`` source ``name`` when it is
         binary."""
-        chunks = _chunks(stream)
-        head = _head(chunks)
+        chunks = read_chunks(stream)
+        head = head_of(chunks)
         found = list_encoding(head)
         if found is None:
             yield Source(name, SourceKind.INVALID, name, BINARY_LIST)
             return
         encoding, bom = found
-        yield from self._lines(_decoded_lines(itertools.chain([head[bom:]], chunks), encoding))
+        yield from self._lines(decoded_lines(itertools.chain([head[bom:]], chunks), encoding))
 
     def _lines(self, lines: Iterable[str]) -> Iterator[Source]:
         for raw in lines:

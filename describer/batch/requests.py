@@ -29,7 +29,7 @@ from ..config import Config
 from ..errors import ConfigError, ItemFailure, redact
 from ..limits import ByteBudget, Lease
 from ..model import ErrorType, ItemError, Media, Prepared, Result, Source
-from ..pipeline import failed, internal_error, load
+from ..pipeline import failed, internal_error, load, with_row
 from ..sources import SourceReader
 from .jobs import create_job, retried
 from .store import JobRecord, jobs_dir
@@ -58,14 +58,14 @@ async def submit(
     """
     record = JobRecord.new(config)
     jobs_dir().mkdir(parents=True, exist_ok=True)
-    reader = SourceReader(config.follow_symlinks, media=config.media)
+    reader = SourceReader.of(config)
     try:
         with RequestFiles(record, connection, config, max_file_bytes, max_requests) as files:
             async for source, outcome, lease in _loaded(reader.iter(sources), connection, config):
                 if isinstance(outcome, Prepared):
                     await files.add(source, outcome)
                 else:
-                    await files.add_failure(failed(source.ref, config, outcome))
+                    await files.add_failure(with_row(failed(source.ref, config, outcome), source))
                 await lease.release()
             await files.finish()
     except BaseException:  # Ctrl-C, a bug: keep the jobs created visible, or remove all
@@ -163,7 +163,7 @@ class RequestFiles:
                 return
             except ConfigError as error:
                 await self._stop(str(error))
-        await self._not_submitted(source.ref, prepared.media, prepared.original)
+        await self._not_submitted(source.ref, prepared.media, prepared.original, _row(source))
 
     async def _add(self, source: Source, prepared: Prepared) -> None:
         key = f"k{self._record.submitted:09d}"
@@ -181,7 +181,7 @@ class RequestFiles:
                 raise
         entry = {"key": key, "source": source.ref, "image": prepared.media.to_json(),
                  "original": prepared.original.to_json() if prepared.original else None,
-                 "file": file_name}  # fmt: skip
+                 "file": file_name} | _row(source)  # fmt: skip
         await asyncio.to_thread(self._write, data, json.dumps(entry) + "\n")
         self._record.submitted += 1
 
@@ -220,14 +220,18 @@ class RequestFiles:
     async def _unsent(self, entry: dict[str, Any]) -> None:
         """A keys-file entry of the part that could not be sent: its record, its upload gone."""
         original = Media.from_json(entry["original"]) if entry.get("original") else None
-        await self._not_submitted(entry["source"], Media.from_json(entry["image"]), original)
+        await self._not_submitted(entry["source"], Media.from_json(entry["image"]), original, entry)
         if entry.get("file"):
             await gemini.delete_file(self._connection.client, entry["file"])
 
-    async def _not_submitted(self, source: str, media: Media, original: Media | None) -> None:
+    async def _not_submitted(
+        self, source: str, media: Media, original: Media | None, row: dict[str, Any]
+    ) -> None:
+        """The record of an item not sent; ``row``: its table row's ``id`` and ``meta``."""
         error = ItemError(ErrorType.API_ERROR, f"not submitted: {self._record.failure}")
         result = Result(source, self._record.model, self._record.prompt, error=error,
-                        media=media, original=original)  # fmt: skip
+                        media=media, original=original, id=row.get("id"),
+                        meta=row.get("meta"))  # fmt: skip
         await asyncio.to_thread(self._errors.write, result.to_line())
         self._record.not_submitted += 1
 
@@ -279,3 +283,9 @@ def _request_line(
     media = part if part is not None else gemini.inline_json(prepared)
     line = {"key": key, "request": gemini.request_json(media, config)}
     return (json.dumps(line) + "\n").encode()
+
+
+def _row(source: Source) -> dict[str, Any]:
+    """A table row's ``id`` and ``meta``, as kept in the keys file (``{}`` for other sources)."""
+    row = {"id": source.id, "meta": source.meta}
+    return {key: value for key, value in row.items() if value is not None}

@@ -66,7 +66,8 @@ def _keyed_results(
     check = AnswerCheck(record.schema) if record.schema is not None else None
     for entry in read_jsonl(record.path(".keys.jsonl")):
         part_error = part_errors.get(_part_of(entry["key"], bounds))
-        yield _keyed_result(record, entry, answers.get(entry["key"]), part_error, check)
+        result = _keyed_result(record, entry, answers.get(entry["key"]), part_error, check)
+        yield replace(result, id=entry.get("id"), meta=entry.get("meta"))
 
 
 def _part_bounds(record: JobRecord) -> list[int]:

@@ -45,7 +45,7 @@ HASH_IN_THREAD = 1 << 20
 #: Record keys not stored: the source's (set per item) and the run's (``model`` and
 #: ``prompt``, which the key holds; set from the run's config). Every other key of a
 #: described record is the answer's, and is kept (``data`` of a schema run included).
-ITEM_KEYS = frozenset({"source", "source_bytes", "image", "cached", "embedding",
+ITEM_KEYS = frozenset({"source", "source_bytes", "id", "meta", "image", "cached", "embedding",
                        "embedding_model", "embedding_error", "model", "prompt"})  # fmt: skip
 
 

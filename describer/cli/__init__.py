@@ -5,6 +5,7 @@ one library call → an exit code (``terminal.EXIT_*``).
 - :mod:`.commands`: the group, ``describe`` (default), ``embed``, ``search``;
 - :mod:`.batch`: ``batch submit | status | fetch | cancel | list``;
 - :mod:`.cache`: ``cache stats | clear``;
+- :mod:`.export`: ``export FILE --to parquet|csv|hf``;
 - :mod:`.terminal`: exit codes, Ctrl-C, the search table.
 """
 
@@ -14,6 +15,7 @@ import logging
 
 from . import batch as _batch  # noqa: F401 - registers the batch commands on the group
 from . import cache as _cache  # noqa: F401 - registers the cache commands on the group
+from . import export as _export  # noqa: F401 - registers the export command on the group
 from .commands import cli
 
 

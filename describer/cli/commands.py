@@ -88,7 +88,9 @@ def describe(sources: tuple[str, ...], dry_run: bool, **options: Any) -> None:  
     """Describe images: one JSON line per SOURCE item, as each completes.
 
     SOURCE is an image file, a folder (recursive), an http(s) URL, a text file of URLs or
-    paths (one per line, # comments), or - to read such lines from stdin.
+    paths (one per line, # comments), - to read such lines from stdin, or a table (.csv,
+    .tsv, .parquet, .jsonl: one source a row, see --url-col). -o FILE.parquet or FILE.csv
+    writes that table, from a JSONL journal beside it (FILE.parquet.journal.jsonl).
 
     Exit codes: 0 all described (or --dry-run done), 1 some failed, 2 usage or
     configuration error, 3 stopped at a daily quota (rerun later to continue), 130

@@ -21,6 +21,7 @@ from ..config import (
     DEFAULT_THINKING,
     FLEX_REQUEST_TIMEOUT,
     INLINE_LIMIT_BYTES,
+    INPUT_FORMATS,
     MEDIA_KINDS,
     SEND_MODES,
     SERVICE_TIERS,
@@ -119,6 +120,17 @@ input_options = options(
                  show_default=True, help="Seconds allowed for one download."),
     click.option("--max-redirects", type=click.IntRange(min=0), default=5, show_default=True),
     click.option("--follow-symlinks", is_flag=True, help="Follow symlinks that leave a folder."),
+    click.option("--input-format", type=click.Choice(INPUT_FORMATS),
+                 help="Read SOURCE files (and -) as this table format, or as a list of sources "
+                      "[default: .csv .tsv .parquet .jsonl are tables, other files lists]."),
+    click.option("--url-col", default="url", show_default=True, metavar="COLUMN",
+                 help="A table's column of URLs or paths."),
+    click.option("--id-col", metavar="COLUMN",
+                 help="A table's column of stable keys: the record's id, and what resume and "
+                      "repeats go by."),
+    click.option("--keep-cols", metavar="A,B|all",
+                 help="A table's columns carried into each record's meta (all: every other "
+                      "column)."),
 )  # fmt: skip
 
 connection_options = options(
