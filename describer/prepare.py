@@ -10,6 +10,7 @@ orientation applied. Size, dimensions and MIME type come from the header alone.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import threading
@@ -177,9 +178,17 @@ def _area(size: tuple[int, int]) -> int:
 
 def _draft(image: Image.Image, max_side: int | None) -> None:
     """Let a JPEG decode scaled down (DCT scaling, no full-size decode) for ``max_side``;
-    ``image.size`` becomes the size decoded. Call once: a second draft undoes the first."""
+    ``image.size`` becomes the size decoded. Call once: a second draft undoes the first.
+
+    The size asked for is the size the image is shrunk to (its longer side ``max_side``,
+    aspect kept): Pillow's draft picks the largest reduction that is at least that size in
+    both sides, so asking for a ``max_side`` square would keep a 4000x3000 photo at full
+    size for 1536 (1500 < 1536), where 2000x1500 (a quarter of the pixels) covers
+    1536x1152."""
     if max_side is not None and image.format == "JPEG":
-        image.draft("RGB", (max_side, max_side))
+        width, height = image.size  # as stored: orientation does not change the scale
+        scale = min(1.0, max_side / max(width, height))
+        image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
 
 
 def _converted_mode(image: Image.Image) -> str | None:

@@ -102,7 +102,8 @@ async def test_downscaling_charges_the_decoded_pixels_before_decoding_and_never_
     assert (sent.media.width, sent.media.height, sent.media.mime_type) == (
         1024, 1024, "image/jpeg",
     )
-    assert lease.held == len(huge_png)  # the decoded pixels are given back once done
+    # the decoded pixels and the original are given back once done: it holds what it sends
+    assert lease.held == len(sent.data) == sent.media.bytes
 
 
 async def test_huge_decodes_in_a_folder_run_one_at_a_time(
@@ -162,3 +163,15 @@ def test_an_image_over_the_pixel_limit_is_too_large_naming_its_pixels() -> None:
     assert refused.value.error.message == (
         "image too large: 1,600,000,000 pixels, over the limit of 178,956,970 pixels"
     )
+
+
+def test_a_4_3_photo_shrunk_to_1536_is_decoded_at_half_size_not_full_size() -> None:
+    from imaging import jpeg
+
+    from describer.prepare import plan
+
+    found = plan(jpeg(4000, 3000), max_side=1536)
+    # 2000x1500 covers the 1536x1152 it is shrunk to; a 1536 square would not (1500 < 1536)
+    assert found.decode_size == (2000, 1500)
+    assert found.decoded_bytes == 2000 * 1500 * 4
+    assert prepare(jpeg(4000, 3000), max_side=1536).media.width == 1536
