@@ -156,3 +156,20 @@ async def test_thinking_spends_max_output_tokens_first(client: genai.Client) -> 
     assert cut.usage_metadata.candidates_token_count == 3
     room = await generate(client, [image(), "describe"], max_output_tokens=medium + 200)
     assert room.candidates and room.candidates[0].finish_reason == types.FinishReason.STOP
+
+
+@pytest.mark.parametrize(("model", "resolution", "image_tokens"), [
+    ("gemini-2.5-flash", None, 258 * 3 * 2),  # the size rule: 1600x1200 is 3x2 tiles
+    ("gemini-3.8-flash", None, 1120),  # Gemini 3: per media resolution, HIGH by default
+    ("gemini-3.8-flash", "MEDIA_RESOLUTION_LOW", 280),
+    ("models/gemini-4-pro", "MEDIA_RESOLUTION_MEDIUM", 560),
+])
+async def test_gemini_3_bills_an_image_by_media_resolution_not_by_size(
+    client: genai.Client, model: str, resolution: str | None, image_tokens: int
+) -> None:
+    part = types.Part.from_bytes(data=jpeg(1600, 1200), mime_type="image/jpeg")
+    resp = await generate(client, [part, "3 words"], model=model.removeprefix("models/"),
+                          media_resolution=resolution)
+    text = math.ceil((len("3 words") + len(SYSTEM)) / 4)
+    assert resp.usage_metadata is not None
+    assert resp.usage_metadata.prompt_token_count == image_tokens + text

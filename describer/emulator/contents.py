@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .media import Media, probe
+from .media import Media, billed, probe
 from .structured import check_request
 from .wire import ApiError, decode_base64, get_field, load_json
 
@@ -144,6 +144,7 @@ def parse_payload(model: str, payload: dict[str, Any],
     config = get_field(payload, "generationConfig", "generation_config")
     config = config if isinstance(config, dict) else {}
     check_request(config)
+    media = billed(media, model, config)
     return GenerateRequest(model, media, texts, system, config, first, tuple(texts[:lead]), tier)
 
 

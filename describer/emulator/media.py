@@ -6,6 +6,11 @@ counted. Figures and where they come from:
 * Images Gemini accepts: PNG, JPEG, WEBP, HEIC, HEIF (Gemini "Image understanding").
 * 258 tokens per image when both sides are <= 384 px, else 258 per 768x768 tile:
   Gemini image token rule (ai.google.dev "Image understanding", token calculation).
+* Gemini 3 and later bill an image by ``mediaResolution``, whatever its size: 280 (LOW), 560
+  (MEDIUM), 1120 (HIGH, and when none is given) tokens ("Media resolution", Token counts
+  table). :func:`billed` applies it to models named ``gemini-N...`` with N >= 3; other names
+  (older models, and names the emulator does not know, such as the tests' ``gemini-test``)
+  keep the size rule above.
 * 258 tokens per PDF page (Gemini "Document understanding"), 32 tokens per second of audio
   and 263 per second of video (Gemini "Understand and count tokens"). Durations are not
   decoded: the emulator assumes 16,000 bytes/s of audio (128 kbit/s) and 250,000 bytes/s
@@ -21,7 +26,8 @@ import hashlib
 import io
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import pillow_heif
 from PIL import Image
@@ -83,6 +89,26 @@ def image_tokens(width: int, height: int) -> int:
     if width <= SMALL_IMAGE_MAX_SIDE and height <= SMALL_IMAGE_MAX_SIDE:
         return IMAGE_TOKENS_PER_TILE
     return IMAGE_TOKENS_PER_TILE * math.ceil(width / TILE_SIDE) * math.ceil(height / TILE_SIDE)
+
+
+#: Image tokens on Gemini 3 and later by generationConfig.mediaResolution (media-resolution
+#: page, "Token counts"); unspecified is HIGH's 1120.
+RESOLUTION_IMAGE_TOKENS = {"MEDIA_RESOLUTION_LOW": 280, "MEDIA_RESOLUTION_MEDIUM": 560,
+                           "MEDIA_RESOLUTION_HIGH": 1120}
+DEFAULT_RESOLUTION_TOKENS = 1120
+_GENERATION = re.compile(r"^(?:models/)?gemini-(\d+)")
+
+
+def billed(media: list[Media], model: str, config: dict[str, Any]) -> list[Media]:
+    """``media`` with each image's tokens as ``model`` bills them: per ``mediaResolution``
+    of the generationConfig ``config`` on Gemini 3 and later (module docstring), else as
+    probed (the size rule)."""
+    found = _GENERATION.match(model)
+    if found is None or int(found.group(1)) < 3:
+        return media
+    level = config.get("mediaResolution", config.get("media_resolution"))
+    tokens = RESOLUTION_IMAGE_TOKENS.get(str(level), DEFAULT_RESOLUTION_TOKENS)
+    return [replace(m, tokens=tokens) if m.modality == "IMAGE" else m for m in media]
 
 
 def is_media_type(mime_type: str) -> bool:
