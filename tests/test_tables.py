@@ -121,6 +121,16 @@ def test_a_missing_column_stops_the_run_with_one_line_and_exit_2(
         next(sources)
 
 
+def test_a_csv_of_bare_urls_is_told_to_use_input_format_list(tmp_path: Path) -> None:
+    listing = tmp_path / "urls.csv"
+    listing.write_text("https://example.com/a.jpg\nhttps://example.com/b.jpg\n")
+    with pytest.raises(ConfigError, match=r"starts with a URL, not a header row: .* "
+                                          r"--input-format list"):  # fmt: skip
+        next(SourceReader.of(Config()).iter([str(listing)]))
+    listed = list(SourceReader.of(Config(input_format="list")).iter([str(listing)]))
+    assert [s.ref for s in listed] == ["https://example.com/a.jpg", "https://example.com/b.jpg"]
+
+
 def test_a_record_keeps_id_and_meta_through_json() -> None:
     record = Result("a.jpg", "m", "p", description="d", id="7", meta={"license": "cc0"})
     line = record.to_json()

@@ -78,6 +78,11 @@ class TableSpec:
         if self.keep_cols != "all":
             named += [c for c in self.keep_cols if c not in named]
         missing = [c for c in named if c not in header]
+        if missing and any("://" in cell for cell in header):
+            raise ConfigError(
+                f"{name} starts with a URL, not a header row: for a list of URLs, one a "
+                "line, give --input-format list"
+            )
         if missing:
             shown = ", ".join(list(header)[:8]) + (", ..." if len(header) > 8 else "")
             raise ConfigError(
