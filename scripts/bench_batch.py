@@ -17,6 +17,7 @@ servers, and the ratios url / bytes are printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image
@@ -84,26 +86,35 @@ def image_server() -> str:
     )
 
 
+@contextlib.contextmanager
+def servers(images: Path, *emulator_args: str) -> Iterator[tuple[str, str]]:
+    """The emulator (with ``emulator_args``) and an image server over ``images``, as
+    processes for the block: their base URLs."""
+    emulator, emu_url = start([sys.executable, "-m", "describer.emulator", "--port", "0",
+                               *emulator_args])  # fmt: skip
+    server, img_url = start([sys.executable, "-c", image_server(), str(images)])
+    try:
+        yield emu_url, img_url
+    finally:
+        for proc in (emulator, server):
+            proc.terminate()
+            proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="images to submit")
     parser.add_argument("--send", default="bytes,url", help="--send modes, comma-separated")
     args = parser.parse_args()
     files = make_images()
-    emulator, emu_url = start([sys.executable, "-m", "describer.emulator", "--port", "0"])
-    server, img_url = start([sys.executable, "-c", image_server(), str(OUT / "images")])
-    try:
+    with servers(OUT / "images") as (emu_url, img_url):
         figures = {mode: run(args.n, files, emu_url, img_url, mode)
                    for mode in args.send.split(",")}  # fmt: skip
-        if {"bytes", "url"} <= figures.keys():
-            url, raw = figures["url"], figures["bytes"]
-            print(f"url / bytes: request files {url['uploaded'] / raw['uploaded']:.4f}x, "
-                  f"submit wall {url['wall'] / raw['wall']:.2f}x, "
-                  f"submit CPU {url['cpu'] / raw['cpu']:.2f}x")
-    finally:
-        for proc in (emulator, server):
-            proc.terminate()
-            proc.wait()
+    if {"bytes", "url"} <= figures.keys():
+        url, raw = figures["url"], figures["bytes"]
+        print(f"url / bytes: request files {url['uploaded'] / raw['uploaded']:.4f}x, "
+              f"submit wall {url['wall'] / raw['wall']:.2f}x, "
+              f"submit CPU {url['cpu'] / raw['cpu']:.2f}x")
 
 
 def run(n: int, files: list[Path], emu_url: str, img_url: str, send: str) -> dict[str, float]:

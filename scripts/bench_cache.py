@@ -29,7 +29,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench_batch import image_server, start  # the same servers as the batch benchmark
+from bench_batch import servers  # the same servers as the batch benchmark
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,15 +86,8 @@ def main() -> None:
     parser.add_argument("--send", default="bytes", help="--send mode of the runs [bytes]")
     args = parser.parse_args()
     files = make_images()
-    emulator, emu_url = start([sys.executable, "-m", "describer.emulator", "--port", "0",
-                               "--latency", "0.5-1.5"])  # fmt: skip
-    server, img_url = start([sys.executable, "-c", image_server(), str(OUT / "images")])
-    try:
+    with servers(OUT / "images", "--latency", "0.5-1.5") as (emu_url, img_url):
         run(args.urls, files, emu_url, img_url, args.send)
-    finally:
-        for proc in (emulator, server):
-            proc.terminate()
-            proc.wait()
 
 
 def run(n: int, files: list[Path], emu_url: str, img_url: str, send: str) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from bench_batch import image_server, start  # the same servers as the batch benchmark
+from bench_batch import servers  # the same servers as the batch benchmark
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,12 +139,10 @@ def main() -> None:
     parser.add_argument("--no-cache", action="store_true", help="a model call for every row")
     args = parser.parse_args()
     names = make_images()
-    emulator, emu_url = start([sys.executable, "-m", "describer.emulator", "--port", "0"])
-    server, img_url = start([sys.executable, "-c", image_server(), str(OUT / "images")])
     home = OUT / "home"
-    env = {"PATH": os.environ.get("PATH", ""), "GEMINI_API_KEY": "bench-key",
-           "GOOGLE_GEMINI_BASE_URL": emu_url, "DESCRIBER_HOME": str(home)}  # fmt: skip
-    try:
+    with servers(OUT / "images") as (emu_url, img_url):
+        env = {"PATH": os.environ.get("PATH", ""), "GEMINI_API_KEY": "bench-key",
+               "GOOGLE_GEMINI_BASE_URL": emu_url, "DESCRIBER_HOME": str(home)}  # fmt: skip
         table = OUT / "urls.parquet"
         made = time.perf_counter()
         make_table(table, img_url, names)
@@ -154,10 +152,6 @@ def main() -> None:
             (home / name).unlink(missing_ok=True)
         stream(table, env, args.rows, cache=not args.no_cache)
         dry_run(table, env)
-    finally:
-        for proc in (emulator, server):
-            proc.terminate()
-            proc.wait()
 
 
 if __name__ == "__main__":
