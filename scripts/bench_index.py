@@ -98,7 +98,8 @@ def prepare(work: Path, n: int) -> None:
     offset = 0
     for x in chunks(raw):
         scores = np.concatenate([best, q @ x.T], axis=1)
-        all_ids = np.concatenate([ids, np.arange(offset, offset + len(x))[None].repeat(QUERIES, 0)], 1)
+        new_ids = np.arange(offset, offset + len(x))[None].repeat(QUERIES, 0)
+        all_ids = np.concatenate([ids, new_ids], 1)
         top = np.argsort(-scores, axis=1)[:, :K]
         best, ids = np.take_along_axis(scores, top, 1), np.take_along_axis(all_ids, top, 1)
         offset += len(x)
@@ -109,7 +110,7 @@ def prepare(work: Path, n: int) -> None:
 # ----- the candidates (each function runs in its own subprocess) --------------------------
 
 
-def _sqlite_connect(path: Path):  # noqa: ANN202
+def _sqlite_connect(path: Path):  # type: ignore[no-untyped-def]
     try:
         import pysqlite3 as sqlite3  # type: ignore[import-not-found]
     except ImportError:
@@ -238,7 +239,8 @@ def child(step: str, name: str, work: Path) -> None:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir()
         started = time.perf_counter()
-        globals()[f"build_{fn}"](work / "vectors.f32", out, (work / "vectors.f32").stat().st_size // (4 * DIM))
+        raw = work / "vectors.f32"
+        globals()[f"build_{fn}"](raw, out, raw.stat().st_size // (4 * DIM))
         print(json.dumps({"build_s": time.perf_counter() - started, "build_rss_mb": peak_rss_mb()}))
         return
     queries = np.load(work / "queries.npy")
@@ -256,8 +258,8 @@ def measure(name: str, work: Path, budget: float) -> dict[str, object]:
     row: dict[str, object] = {"candidate": name}
     for step in ("build", "query"):
         try:
-            done = subprocess.run([sys.executable, __file__, "--child", step, name, str(work)],
-                                  capture_output=True, text=True, timeout=budget, check=True)  # fmt: skip
+            argv = [sys.executable, __file__, "--child", step, name, str(work)]
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=budget, check=True)
         except subprocess.TimeoutExpired:
             return row | {"note": f"{step} over the {budget:.0f} s budget"}
         except subprocess.CalledProcessError as exc:
@@ -266,9 +268,11 @@ def measure(name: str, work: Path, budget: float) -> dict[str, object]:
     times = sorted(row.pop("times"))  # type: ignore[arg-type]
     truth = np.load(work / "truth.npy")
     found = row.pop("ids")
-    recall = statistics.mean(len(set(f) & set(t.tolist())) / K for f, t in zip(found, truth, strict=True))  # type: ignore[arg-type]
+    recall = statistics.mean(len(set(f) & set(t.tolist())) / K
+                             for f, t in zip(found, truth, strict=True))  # type: ignore[arg-type]
     size = sum(p.stat().st_size for p in (work / name).rglob("*") if p.is_file())
-    return row | {"p50_ms": 1000 * statistics.median(times), "p95_ms": 1000 * times[int(0.95 * len(times)) - 1],
+    return row | {"p50_ms": 1000 * statistics.median(times),
+                  "p95_ms": 1000 * times[int(0.95 * len(times)) - 1],
                   "size_mb": size / 2**20, "recall@10": recall}  # fmt: skip
 
 
@@ -286,14 +290,16 @@ def main() -> None:
     started = time.perf_counter()
     prepare(work, args.n)
     print(f"{args.n:,} x {DIM} vectors ready in {time.perf_counter() - started:.0f} s", flush=True)
-    print("| candidate | build s | build RSS MB | on disk MB | query p50 ms | p95 ms | query RSS MB | recall@10 |")
+    print("| candidate | build s | build RSS MB | on disk MB | query p50 ms | p95 ms "
+          "| query RSS MB | recall@10 |")
     print("|---|---|---|---|---|---|---|---|", flush=True)
     for name in args.only.split(","):
         row = measure(name, work, args.budget)
         if "note" in row:
             print(f"| {name} | {row['note']} |||||||", flush=True)
             continue
-        print(f"| {name} | {row['build_s']:.1f} | {row['build_rss_mb']:.0f} | {row['size_mb']:.0f} | "
+        print(f"| {name} | {row['build_s']:.1f} | {row['build_rss_mb']:.0f} | "
+              f"{row['size_mb']:.0f} | "
               f"{row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['query_rss_mb']:.0f} | "
               f"{row['recall@10']:.3f} |", flush=True)  # fmt: skip
 

@@ -128,7 +128,8 @@ def test_search_ranks_a_records_own_description_first(tmp_path: Path, write_file
     hits = [json.loads(line) for line in found.stdout.splitlines()]
     assert len(hits) == 3
     # vectors are kept as float16 in the index: a score to about 3 decimal places
-    assert hits[0]["source"] == target["source"] and hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
+    assert hits[0]["source"] == target["source"]
+    assert hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
 
 
