@@ -25,9 +25,11 @@ class VectorIndex(Protocol):
     """Nearest neighbours by cosine similarity over integer row numbers (implemented by
     :class:`describer.index.VectorStore`)."""
 
-    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+    def search(
+        self, query: np.ndarray, k: int, where: dict[str, str] | None = None
+    ) -> list[tuple[int, float]]:
         """The ``k`` rows most similar to ``query`` (float32 (dim,)), best first, with their
-        cosine scores."""
+        cosine scores; with ``where``, only rows whose ``meta`` matches it."""
         ...
 
 
@@ -69,8 +71,11 @@ def _index_arg(config: Config) -> str:
     return f" --index {config.index}" if config.index is not None else ""
 
 
-async def search(index: VectorStore, query: str, k: int, config: Config) -> list[Hit]:
-    """The ``k`` records closest to ``query``; embeds the query once (RETRIEVAL_QUERY).
+async def search(
+    index: VectorStore, query: str, k: int, config: Config, where: dict[str, str] | None = None
+) -> list[Hit]:
+    """The ``k`` records closest to ``query``; embeds the query once (RETRIEVAL_QUERY). With
+    ``where``, only records whose ``meta`` has each of its ``name: value`` pairs.
 
     Raises :class:`ConfigError` when there are no credentials or the query cannot be embedded.
     """
@@ -82,12 +87,17 @@ async def search(index: VectorStore, query: str, k: int, config: Config) -> list
             [vector] = await embedder.embed([query], "RETRIEVAL_QUERY", dim=dim)
         except ItemFailure as failure:
             raise ConfigError(f"cannot embed the query: {failure.error.message}") from None
-    return hits(index, np.asarray(vector, dtype=np.float32), k)
+    return hits(index, np.asarray(vector, dtype=np.float32), k, where)
 
 
-def hits(index: VectorStore, vector: Sequence[float] | np.ndarray, k: int) -> list[Hit]:
-    """The ``k`` records nearest ``vector``, best first."""
-    found = index.search(np.asarray(vector, dtype=np.float32), k)
+def hits(
+    index: VectorStore,
+    vector: Sequence[float] | np.ndarray,
+    k: int,
+    where: dict[str, str] | None = None,
+) -> list[Hit]:
+    """The ``k`` records nearest ``vector``, best first (only those ``where`` allows)."""
+    found = index.search(np.asarray(vector, dtype=np.float32), k, where)
     entries = index.entries(row for row, _ in found)
     return [
         Hit(e.source, score, e.description, e.id, e.meta)

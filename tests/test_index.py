@@ -166,3 +166,38 @@ def test_a_folder_that_is_not_an_index_is_refused_untouched(tmp_path: Path) -> N
     done = cli(["embed", str(path), "--index", str(foreign)], {"GEMINI_API_KEY": TEST_KEY})
     assert done.returncode == 2 and "is not a describer index" in done.stderr
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+
+
+async def test_where_keeps_only_records_whose_meta_matches(
+    gemini_env: GeminiEmulator, tmp_path: Path
+) -> None:
+    from describer.search import hits, open_index
+
+    path = tmp_path / "out.jsonl"
+    licences = {0: "cc-by", 1: "cc0", 2: "cc-by", 3: None}
+    _described(path, 4, {i: {"meta": {"license": v, "year": 2020 + i}}
+                         for i, v in licences.items() if v})  # fmt: skip
+    await embed_file(path, Config(embed_timeout=0))
+    store = open_index(path, Config())
+    query = embedding_vector("photo 1 of a red car", 768)
+    assert {h.source for h in hits(store, query, 4, {"license": "cc-by"})} == {
+        "img0.jpg", "img2.jpg"}  # fmt: skip
+    assert [h.source for h in hits(store, query, 4, {"license": "cc0", "year": "2021"})] == [
+        "img1.jpg"]  # fmt: skip
+    assert hits(store, query, 4, {"license": "cc0", "year": "2020"}) == []
+    store.close()
+
+
+def test_describe_overwrite_starts_the_index_afresh_too(
+    threaded_emulator: GeminiEmulator, write_files, tmp_path: Path
+) -> None:
+    out, index = tmp_path / "out.jsonl", tmp_path / "out.jsonl.index"
+    env = {"GEMINI_API_KEY": TEST_KEY, "GOOGLE_GEMINI_BASE_URL": threaded_emulator.base_url}
+    first = write_files({f"{i}.jpg": jpeg(seed=i) for i in range(3)})
+    assert cli([str(first), "-o", str(out), "--embed", "--embed-timeout", "0"], env).returncode == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.jpg").write_bytes(jpeg(seed=50))
+    again = cli([str(other), "-o", str(out), "--embed", "--embed-timeout", "0", "--overwrite"], env)
+    assert again.returncode == 0, again.stderr
+    assert _keys(index) == {str(other / "x.jpg")}

@@ -193,25 +193,43 @@ async def embed_main(file: Path, config: Config) -> int:
 @click.argument("query")
 @click.option("-k", "--top", "k", type=click.IntRange(min=1), default=10, show_default=True,
               help="How many results.")
+@click.option("--where", multiple=True, metavar="NAME=VALUE",
+              help="Only records whose meta has NAME equal to VALUE (repeatable: all must hold).")
 @index_option
 @connection_options
-def search_command(file: Path, query: str, k: int, **options: Any) -> None:  # fmt: skip
+def search_command(
+    file: Path, query: str, k: int, where: tuple[str, ...], **options: Any
+) -> None:  # fmt: skip
     """Print the K images of FILE whose descriptions are closest in meaning to QUERY.
 
     Reads FILE's vector index (FILE.index, or --index PATH), never FILE itself. A table on a
     terminal; JSON lines (source, score, description, and id and meta when the records have
     them) otherwise.
     """
-    finish(lambda: search_main(file, query, k, Config(**options)))
+    finish(lambda: search_main(file, query, k, Config(**options), where_pairs(where)))
 
 
-async def search_main(file: Path, query: str, k: int, config: Config) -> int:
+def where_pairs(where: Sequence[str]) -> dict[str, str]:
+    """``--where NAME=VALUE`` options as a dict. Raises :class:`ConfigError` for one without
+    ``=``."""
+    pairs = {}
+    for item in where:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--where takes NAME=VALUE, not {item!r}")
+        pairs[name] = value
+    return pairs
+
+
+async def search_main(
+    file: Path, query: str, k: int, config: Config, where: dict[str, str] | None = None
+) -> int:
     """The search command's body: the hits on stdout."""
     from ..search import open_index, search
 
     index = await asyncio.to_thread(open_index, file, config)
     try:
-        hits = await search(index, query, k, config)
+        hits = await search(index, query, k, config, where)
     finally:
         index.close()
     if sys.stdout.isatty():

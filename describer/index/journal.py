@@ -154,10 +154,27 @@ class Journal:
                 (after, upto, chunk)).fetchall()  # fmt: skip
             if not got:
                 return
-            rows = np.fromiter((r for r, _ in got), dtype=np.int64, count=len(got))
-            matrix = np.frombuffer(b"".join(v for _, v in got), dtype="<f2")
-            yield rows, matrix.reshape(len(got), -1).astype(np.float32)
+            rows, matrix = _matrix(got)
+            yield rows, matrix
             after = int(rows[-1])
+
+    def rows_where(self, where: dict[str, str]) -> np.ndarray:
+        """Row numbers (int64, ascending) whose ``meta`` has every ``name: value`` of
+        ``where`` (values compared as text: ``5`` matches "5")."""
+        clauses = " AND ".join("CAST(json_extract(meta, ?) AS TEXT) = ?" for _ in where)
+        args = [a for name, value in where.items() for a in (_json_path(name), value)]
+        got = self._db.execute(f"SELECT row FROM items WHERE {clauses} ORDER BY row", args)
+        return np.fromiter((r for (r,) in got), dtype=np.int64)
+
+    def vectors_of(self, rows: np.ndarray, chunk: int = 10_000
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+        """The vectors of ``rows``, in chunks: (row numbers int64 (n,), float32 (n, dim))."""
+        for start in range(0, len(rows), chunk):
+            wanted = rows[start : start + chunk].tolist()
+            got = self._db.execute(
+                f"SELECT row, vector FROM items WHERE row IN ({','.join('?' * len(wanted))})",
+                wanted).fetchall()  # fmt: skip
+            yield _matrix(got)
 
     def sample(self, n: int) -> np.ndarray:
         """Up to ``n`` random vectors, float32 (n, dim): what an ANN is trained on."""
@@ -179,6 +196,18 @@ class Journal:
     def close(self) -> None:
         """Close the connection."""
         self._db.close()
+
+
+def _matrix(got: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+    """(row, float16 blob) pairs as (rows int64 (n,), vectors float32 (n, dim))."""
+    rows = np.fromiter((r for r, _ in got), dtype=np.int64, count=len(got))
+    matrix = np.frombuffer(b"".join(v for _, v in got), dtype="<f2")
+    return rows, matrix.reshape(len(got), -1).astype(np.float32)
+
+
+def _json_path(name: str) -> str:
+    """The JSON path of ``meta[name]`` (quoted: any name works)."""
+    return "$." + json.dumps(name)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
