@@ -53,16 +53,26 @@ class VectorStore:
         self.folder = folder
         self.journal = journal
         self._ann: Any = None  # the memory-mapped approximate index, once searched
+        self._model_dim: tuple[str | None, int | None] | None = None
 
     @property
     def model(self) -> str | None:
         """The embedding model of the vectors (None until the first is added)."""
-        return self.journal.setting("model")
+        return self._kind()[0]
 
     @property
     def dim(self) -> int | None:
         """Their dimension (None until the first is added)."""
-        return self.journal.setting("dim")
+        return self._kind()[1]
+
+    def _kind(self) -> tuple[str | None, int | None]:
+        """(model, dim), read once they are set: they never change but by :meth:`clear`."""
+        if self._model_dim is None:
+            kind = (self.journal.setting("model"), self.journal.setting("dim"))
+            if kind[0] is None:
+                return kind
+            self._model_dim = kind
+        return self._model_dim
 
     def check(self, model: str, dim: int | None, what: str) -> None:
         """Raise :class:`ConfigError` when the index holds vectors of another model or
@@ -113,6 +123,7 @@ class VectorStore:
     def clear(self) -> None:
         """Forget every vector (``describe --overwrite``)."""
         self.journal.clear()
+        self._model_dim = None
         self._drop_ann_files(keep=None)
 
     def fold(self) -> None:
