@@ -25,6 +25,10 @@ DEFAULT_PROMPT = (
 )
 #: Default embedding model (ai.google.dev/gemini-api/docs/embeddings, read 2026-11).
 DEFAULT_EMBED_MODEL = "gemini-embedding-001"
+#: gemini-embedding-001 is trained with Matryoshka representation learning: its first 768
+#: values keep most of the quality of its 3072 at a quarter of the storage; Google recommends
+#: 768, 1536 or 3072 (ai.google.dev/gemini-api/docs/embeddings#control-embedding-size).
+DEFAULT_EMBED_DIM = 768
 #: Largest download accepted, in bytes (``--max-bytes``). Generous for 12 MP+ photographs,
 #: small enough that an endless body is cut off quickly.
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -158,11 +162,12 @@ class Config:
     # Embeddings (--embed, embed FILE, search)
     embed: bool = False  # add an embedding of each description (--embed)
     embed_model: str = DEFAULT_EMBED_MODEL
-    embed_dim: int | None = None  # output_dimensionality; None: the model's (3072)
+    embed_dim: int | None = DEFAULT_EMBED_DIM  # output_dimensionality; None: the model's (3072)
     embed_batch_size: int = 100  # texts per embed_content call, at most 100 (Gemini API limit)
     embed_timeout: float = 2.0  # seconds a partial batch waits for more texts
     embed_rpm: int | None = None  # embedding calls per minute allowed by the quota
     embed_field: str | None = None  # embed this field of each record's data, not the text
+    index: Path | None = None  # --index: the vector index folder; None: beside -o FILE
 
     # The result cache (describer.cache): answers kept by the bytes sent and the settings
     cache: bool = True  # read and write $DESCRIBER_HOME/cache.sqlite3 (--no-cache: neither)

@@ -9,7 +9,10 @@ check to the replace, so a concurrent ``describe -o FILE`` or ``embed FILE`` is 
 instead of losing records. The new file is written beside the old one and moved over it
 atomically (``os.replace``), so the old file stays whole until the new one is. Interrupted
 (Ctrl-C), the batches in flight finish and the remaining lines are copied unchanged; a rerun
-picks up where it stopped.
+picks up where it stopped. The new vectors go into the file's index (:mod:`describer.index`)
+in one transaction, kept once the new file has replaced the old one and dropped otherwise;
+vectors the file already had and the index lacks (a file from an earlier describer) are
+added first.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from . import gemini, locks
 from .config import Config
 from .embed import Embedder, EmbedOutcome, embed_stream, embed_text
 from .errors import ConfigError
+from .index import IndexWriter, index_writer
 from .quotas import Quota
 from .resume import recognised_lines
 
@@ -88,11 +92,12 @@ async def embed_file(path: Path, config: Config, stop: asyncio.Event | None = No
             source.seek(0)
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-        async with gemini.connect(config) as connection:
-            embedder = Embedder(connection, config, lambda quota: _stop_at(quota, stop))
-            report = await _rewrite(path, source, embedder, config, stop)
-            report.quota, report.quota_reason = embedder.spent, embedder.stop_reason
-            return report
+        with index_writer(config, path, deferred=True) as index:
+            async with gemini.connect(config) as connection:
+                embedder = Embedder(connection, config, lambda quota: _stop_at(quota, stop))
+                report = await _rewrite(path, source, embedder, config, stop, index)
+                report.quota, report.quota_reason = embedder.spent, embedder.stop_reason
+                return report
 
 
 def _stop_at(quota: Quota, stop: asyncio.Event) -> None:
@@ -115,14 +120,19 @@ def check_recognised(path: Path, source: IO[bytes]) -> None:
 
 
 async def _rewrite(
-    path: Path, source: IO[bytes], embedder: Embedder, config: Config, stop: asyncio.Event
+    path: Path,
+    source: IO[bytes],
+    embedder: Embedder,
+    config: Config,
+    stop: asyncio.Event,
+    index: IndexWriter | None,
 ) -> EnrichReport:
     report = EnrichReport()
     window = asyncio.Semaphore(_window(config))
     tmp = path.with_name(f".{path.name}.describer-tmp")
     try:
         with open(tmp, "wb") as target:
-            writer = _InOrder(target, report, window)
+            writer = _InOrder(target, report, window, index)
             lines = _lines(source, stop, report, window, config.embed_field)
             async for line in _enrich(lines, embedder, config):
                 writer.put(line)
@@ -149,7 +159,14 @@ class _InOrder:
     waits in ``pending`` until those before it are written. Each line written frees one place
     of the reader's window."""
 
-    def __init__(self, target: IO[bytes], report: EnrichReport, window: asyncio.Semaphore):
+    def __init__(
+        self,
+        target: IO[bytes],
+        report: EnrichReport,
+        window: asyncio.Semaphore,
+        index: IndexWriter | None = None,
+    ) -> None:
+        self._index = index
         self._target = target
         self._report = report
         self._window = window
@@ -161,6 +178,8 @@ class _InOrder:
         self._pending[line.number] = line
         while (ready := self._pending.pop(self._next, None)) is not None:
             _write(self._target, ready, self._report)
+            if self._index is not None and ready.record is not None:
+                self._index.add(ready.record)
             self._next += 1
             self._window.release()
 

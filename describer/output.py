@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import AsyncIterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Protocol
 
 from .errors import ConfigError, OutputError
 from .export import check_target, export
@@ -65,6 +65,11 @@ class Sink:
                 os.ftruncate(self._fd, self._size)
             raise OutputError(f"cannot write {self._path}: {exc.strerror}") from None
         self._size += len(line.encode("utf-8", "backslashreplace"))
+
+    @property
+    def size(self) -> int | None:
+        """Bytes in ``-o FILE`` after the last record written (None on stdout)."""
+        return self._size if self._fd is not None else None
 
     def already_done(self, result: Result) -> bool:
         """Whether the file already holds a successful record for ``result``'s source (by
@@ -128,16 +133,28 @@ def _open_for_append(path: Path, keep: int, torn: bool) -> int:
     return fd
 
 
+class Indexer(Protocol):
+    """Where embedded records go once written (:class:`describer.index.IndexWriter`)."""
+
+    def add(self, record: dict[str, Any], written: int | None = None) -> None: ...
+
+
 async def write_all(
-    results: AsyncIterable[Result], sink: Sink, tally: Tally, progress: Progress | None = None
+    results: AsyncIterable[Result],
+    sink: Sink,
+    tally: Tally,
+    progress: Progress | None = None,
+    index: Indexer | None = None,
 ) -> None:
     """Write each result as it comes (those already described in the sink are dropped),
-    counting it in ``tally`` and on ``progress``. Raises :class:`OutputError` when the
-    output cannot take a record."""
+    counting it in ``tally`` and on ``progress``; then, when it has a vector, add it to
+    ``index``. Raises :class:`OutputError` when the output cannot take a record."""
     async for result in results:
         if sink.already_done(result):
             continue
         sink.write(result)
+        if index is not None and result.embedding:
+            index.add(result.to_json(), sink.size)
         tally.add(result)
         if progress is not None:
             progress.update(tally)

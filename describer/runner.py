@@ -8,9 +8,10 @@ caller (the CLI).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from . import gemini
 from ._streams import closing
@@ -19,7 +20,7 @@ from .config import Config
 from .errors import OutputError
 from .limits.watch import QuotaWatch
 from .model import Result
-from .output import Sink, open_sink, write_all
+from .output import Indexer, Sink, open_sink, write_all
 from .pipeline import describe_stream
 from .report import Progress, Tally
 from .resume import Resume
@@ -86,7 +87,9 @@ async def run(
                 sources, config, reader=reader, stop=stop, connection=connection, watch=watch,
                 cache=cache,
             )  # fmt: skip
-            aborted, output_error = await _write(results, sink, tally, progress, watch)
+            with _index_writer(config) as index:
+                aborted, output_error = await _write(results, sink, tally, progress, watch,
+                                                     index)  # fmt: skip
             line = await _quota_line(watch, tally, sources, sink, config)
     interrupted = aborted or (stop.is_set() and line is None)
     return RunReport(tally, reader.stats, interrupted, output_error, line)
@@ -127,6 +130,7 @@ async def _write(
     tally: Tally,
     progress: Progress,
     watch: QuotaWatch,
+    index: Indexer | None = None,
 ) -> tuple[bool, str | None]:
     """Write every result that is done; (cancelled, the output error that stopped the run).
 
@@ -135,7 +139,7 @@ async def _write(
     collector, it would be closed later, concurrently with anything else closing it.)"""
     done = _done(results, watch)
     try:
-        await write_all(done, sink, tally, progress)
+        await write_all(done, sink, tally, progress, index)
     except asyncio.CancelledError:
         return True, None
     except OutputError as exc:
@@ -144,6 +148,16 @@ async def _write(
         await done.aclose()  # closes results too: items still in flight are cancelled
         progress.close()
     return False, None
+
+
+def _index_writer(config: Config) -> contextlib.AbstractContextManager[Any]:
+    """With ``--embed`` and ``-o FILE`` or ``--index``, the run's index writer (its module is
+    imported only then: FAISS and numpy stay out of plain describe runs); else None."""
+    if not config.embed or (config.output is None and config.index is None):
+        return contextlib.nullcontext(None)
+    from .index import index_writer
+
+    return index_writer(config, config.output, overwrite=config.overwrite)
 
 
 def _report_resume(progress: Progress, resume: Resume, config: Config) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,7 +144,10 @@ def test_embed_file_ctrl_c_twice_cancels_and_leaves_the_file_as_it_was(
     assert proc.returncode == 130
     assert "left as it was" in stderr and "Traceback" not in stderr
     assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temporary file left
+    # no temporary file left; the index beside the file was made but got no vector
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "out.jsonl.index"]
+    with sqlite3.connect(tmp_path / "out.jsonl.index" / "index.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM items").fetchone() == (0,)
 
 
 

@@ -25,13 +25,15 @@ def _record(i: int, vector: list[float] | None = None) -> bytes:
         "model": "gemini-test", "prompt": "p", "usage": None,
     }  # fmt: skip
     if vector is not None:
-        record |= {"embedding": vector, "embedding_model": "m", "embedding_error": None}
+        record |= {"embedding": vector, "embedding_model": "gemini-embedding-001",
+                   "embedding_error": None}  # fmt: skip
     return json.dumps(record).encode() + b"\n"
 
 
 def _mixed_file(path: Path, count: int) -> list[str]:
-    """``count`` records, every third one already embedded; their sources in file order."""
-    path.write_bytes(b"".join(_record(i, [0.5, 0.25] if i % 3 == 2 else None)
+    """``count`` records, every third one already embedded (8 values: the index beside the
+    file takes only vectors of the run's model and dimension); their sources in file order."""
+    path.write_bytes(b"".join(_record(i, [0.5, 0.25] * 4 if i % 3 == 2 else None)
                               for i in range(count)))  # fmt: skip
     return [f"img{i}.jpg" for i in range(count)]
 
@@ -107,10 +109,10 @@ def test_a_second_embed_of_the_same_file_is_refused_while_the_first_runs(
         env = {"GEMINI_API_KEY": TEST_KEY, "GOOGLE_GEMINI_BASE_URL": emulator.base_url}
         emulator.configure(embed_latency=(60.0, 60.0))  # the first run's batch never returns
         # one batch of all 4 records, sent when the reader reaches the end of the file
-        first = cli_process(["embed", str(path), "--embed-timeout", "30"], env)
+        first = cli_process(["embed", str(path), "--embed-timeout", "30", "--embed-dim", "8"], env)
         try:
             wait_until(lambda: emulator.stats.embed_requests >= 1)
-            second = cli(["embed", str(path)], env, timeout=20)
+            second = cli(["embed", str(path), "--embed-dim", "8"], env, timeout=20)
             assert second.returncode == 2
             assert second.stderr.count("\n") == 1
             assert "another describer process" in second.stderr
@@ -130,7 +132,7 @@ async def test_lines_read_ahead_of_the_writer_are_bounded_by_the_window(
 ) -> None:
     path = tmp_path / "out.jsonl"
     # the first record waits for its vector while 200 embedded lines behind it are read
-    path.write_bytes(_record(0) + b"".join(_record(i, [0.5]) for i in range(1, 201)))
+    path.write_bytes(_record(0) + b"".join(_record(i, [0.5] * 8) for i in range(1, 201)))
     gemini_env.configure(embed_latency=(0.2, 0.2))
     monkeypatch.setattr(enrich, "MIN_WINDOW", 8)
     held: list[int] = []

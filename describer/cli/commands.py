@@ -29,6 +29,7 @@ from .options import (
     HELP,
     connection_options,
     embed_options,
+    index_option,
     input_options,
     model_options,
     output_option,
@@ -79,8 +80,11 @@ def cli() -> None:
                    "neither, and every item gets its own model call.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: when stderr is a terminal].")
-@click.option("--embed", is_flag=True, help="Add an embedding of each description.")
+@click.option("--embed", is_flag=True,
+              help="Add an embedding of each description (and, with -o FILE or --index, "
+                   "into the vector index that search reads).")
 @embed_options
+@index_option
 @click.option("--dry-run", is_flag=True,
               help="Count the items and estimate the cost (standard, flex, batch) on stderr; "
                    "nothing is downloaded, sent or written, no key needed.")
@@ -145,11 +149,14 @@ async def describe_main(
 @cli.command("embed", context_settings=HELP)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @embed_options
+@index_option
 @connection_options
 def embed_command(file: Path, **options: Any) -> None:
-    """Add embeddings to the described records of FILE (an earlier -o output), in place.
+    """Add embeddings to the described records of FILE (an earlier -o output), in place,
+    and to its vector index (FILE.index, or --index PATH), which search reads.
 
-    Records that already have an embedding are skipped, so an interrupted run can be resumed.
+    Records that already have an embedding are skipped, so an interrupted run can be resumed;
+    their vectors go into the index when it lacks them (a file from an earlier describer).
 
     Exit codes: 0 all embedded, 1 some failed, 2 usage or configuration error, 3 stopped at a
     daily quota (rerun later to continue), 130 interrupted.
@@ -184,25 +191,49 @@ async def embed_main(file: Path, config: Config) -> int:
 
 
 @cli.command("search", context_settings=HELP)
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("query")
 @click.option("-k", "--top", "k", type=click.IntRange(min=1), default=10, show_default=True,
               help="How many results.")
+@click.option("--where", multiple=True, metavar="NAME=VALUE",
+              help="Only records whose meta has NAME equal to VALUE (repeatable: all must hold).")
+@index_option
 @connection_options
-def search_command(file: Path, query: str, k: int, **options: Any) -> None:  # fmt: skip
+def search_command(
+    file: Path, query: str, k: int, where: tuple[str, ...], **options: Any
+) -> None:  # fmt: skip
     """Print the K images of FILE whose descriptions are closest in meaning to QUERY.
 
-    A table on a terminal; JSON lines (source, score, description) otherwise.
+    Reads FILE's vector index (FILE.index, or --index PATH), never FILE itself. A table on a
+    terminal; JSON lines (source, score, description, and id and meta when the records have
+    them) otherwise.
     """
-    finish(lambda: search_main(file, query, k, Config(**options)))
+    finish(lambda: search_main(file, query, k, Config(**options), where_pairs(where)))
 
 
-async def search_main(file: Path, query: str, k: int, config: Config) -> int:
+def where_pairs(where: Sequence[str]) -> dict[str, str]:
+    """``--where NAME=VALUE`` options as a dict. Raises :class:`ConfigError` for one without
+    ``=``."""
+    pairs = {}
+    for item in where:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--where takes NAME=VALUE, not {item!r}")
+        pairs[name] = value
+    return pairs
+
+
+async def search_main(
+    file: Path, query: str, k: int, config: Config, where: dict[str, str] | None = None
+) -> int:
     """The search command's body: the hits on stdout."""
-    from ..search import load_corpus, search
+    from ..search import open_index, search
 
-    corpus = await asyncio.to_thread(load_corpus, file)
-    hits = await search(corpus, query, k, config)
+    index = await asyncio.to_thread(open_index, file, config)
+    try:
+        hits = await search(index, query, k, config, where)
+    finally:
+        index.close()
     if sys.stdout.isatty():
         print_hits(hits)
     else:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from ..config import (
+    DEFAULT_EMBED_DIM,
     DEFAULT_EMBED_MODEL,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_QUOTA_WAIT,
@@ -160,11 +161,17 @@ service_tier_option = click.option(
          "(env DESCRIBER_SERVICE_TIER).",
 )  # fmt: skip
 
+index_option = click.option(
+    "--index", type=click.Path(path_type=Path), metavar="PATH",
+    help="The vector index folder [default: the output file's name + .index].")
+
 embed_options = options(
     click.option("--embed-model", default=DEFAULT_EMBED_MODEL, show_default=True,
                  help="Embedding model."),
-    click.option("--embed-dim", type=click.IntRange(min=1),
-                 help="Vector length (output_dimensionality) [default: the model's, 3072]."),
+    click.option("--embed-dim", type=click.IntRange(min=1), default=DEFAULT_EMBED_DIM,
+                 show_default=True,
+                 help="Vector length (output_dimensionality): 768, 1536 or 3072 (the model's "
+                      "full length) as Google recommends."),
     click.option("--embed-batch-size", type=click.IntRange(1, 100), default=100, show_default=True,
                  help="Texts per embedding call (at most 100: Gemini API limit)."),
     click.option("--embed-timeout", type=click.FloatRange(min=0), default=2.0, show_default=True,
