@@ -8,7 +8,8 @@ caller (the CLI).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+import itertools
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -16,6 +17,7 @@ from . import gemini
 from ._streams import closing
 from .cache import open_cache
 from .config import Config
+from .context import open_context
 from .errors import OutputError
 from .limits.watch import QuotaWatch
 from .model import Result
@@ -37,6 +39,7 @@ class RunReport:
     interrupted: bool
     output_error: str | None = None  # the output could not take a record: the run stopped
     quota_stop: str | None = None  # a quota stopped the run: the line that says so
+    context_line: str | None = None  # what the run's context cache did and saved (if one)
 
     @property
     def all_ok(self) -> bool:
@@ -75,21 +78,39 @@ async def run(
     progress = progress or Progress(config.progress)
     tally = Tally(model=config.model, media=config.media, tier=config.service_tier)
     watch = QuotaWatch(progress.write, stop)
-    async with gemini.connect(config) as connection, open_cache(config) as cache:
-        structured = config.schema is not None
+    structured = config.schema is not None
+    async with gemini.connect(config) as connection:
         with open_sink(
             config.output, config.overwrite, config.model, config.prompt, structured
         ) as sink:
             _report_resume(progress, sink.resume, config)
-            reader = SourceReader.of(config, stdin, done=sink.resume.done)
-            results = describe_stream(
-                sources, config, reader=reader, stop=stop, connection=connection, watch=watch,
-                cache=cache,
-            )  # fmt: skip
-            aborted, output_error = await _write(results, sink, tally, progress, watch)
-            line = await _quota_line(watch, tally, sources, sink, config)
+            count = _counter(config, sources, sink)
+            async with open_context(config, connection, progress.write, count) as context, \
+                    open_cache(config, context.digest) as cache:
+                reader = SourceReader.of(config, stdin, done=sink.resume.done)
+                results = describe_stream(
+                    sources, config, reader=reader, stop=stop, connection=connection,
+                    watch=watch, cache=cache, context=context,
+                )  # fmt: skip
+                aborted, output_error = await _write(results, sink, tally, progress, watch)
+                line = await _quota_line(watch, tally, sources, sink, config)
     interrupted = aborted or (stop.is_set() and line is None)
-    return RunReport(tally, reader.stats, interrupted, output_error, line)
+    tally.storage_usd = context.storage_usd()
+    report = context.report(tally.calls_with_cache)
+    return RunReport(tally, reader.stats, interrupted, output_error, line, report)
+
+
+def _counter(config: Config, sources: Sequence[str], sink: Sink) -> Callable[[int], int] | None:
+    """``count(limit)``: the sources still to describe, counted up to ``limit`` by reading
+    the arguments once more (in the caller's worker thread); None for stdin, read once."""
+    if "-" in sources:
+        return None
+
+    def count(limit: int) -> int:
+        again = SourceReader.of(config, done=sink.resume.done)
+        return sum(1 for _ in itertools.islice(again.iter(sources), limit))
+
+    return count
 
 
 async def _quota_line(
