@@ -20,7 +20,7 @@ def inline_reason(config: Config, tokens: int, items: int | None) -> str | None:
     need = needed_items(config, tokens)
     hours = config.cache_ttl / 3600
     if not config.context_cache:
-        return "(--no-context-cache)"
+        return " (--no-context-cache)"
     if tokens < minimum:
         return f": under {config.model}'s minimum of {minimum:,} tokens for a context cache"
     if need is None:

@@ -111,13 +111,16 @@ class RunContext:
             ledger.remember(_entry(self.config, cache, self._clock))
 
     async def close(self) -> None:
-        """Delete the cache (when there is one), shielded from a second Ctrl-C; a failure
-        is kept in ``cache.problem``. A cache already gone (403, 404) counts as deleted."""
-        cache = self.cache
+        """Delete the cache (when there is one; retried as model calls are), shielded from a
+        second Ctrl-C; a failure is kept in ``cache.problem``. A cache already gone (403,
+        404) counts as deleted."""
+        cache, config = self.cache, self.config
         if cache is None or cache.deleted:
             return
+        delete = call_with_retries(lambda: gemini.delete_cache(self._client, cache.name),  # type: ignore[arg-type]
+                                   config.max_attempts, config.retry_wait)
         try:
-            await asyncio.shield(gemini.delete_cache(self._client, cache.name))  # type: ignore[arg-type]
+            await asyncio.shield(delete)
         except ItemFailure as failure:
             if not failure.error.message.startswith(("403", "404")):
                 cache.problem = failure.error.message

@@ -120,13 +120,15 @@ class ContextsApi:
 
     ``behaviour`` gives the clock and the API key check; ``files`` resolves ``fileData``
     parts in a cache's contents. Times are written as RFC 3339 from the wall clock at
-    start plus the emulator clock's advance since, so a fake clock moves them too."""
+    start plus the emulator clock's advance since, so a fake clock moves them too. A test
+    sets ``fail_deletes`` to answer every delete with a 503 (the cache stays)."""
 
     def __init__(self, behaviour: Behaviour, files: FileParts) -> None:
         self.stats = ContextStats()
         self.caches: dict[str, CachedContent] = {}
         self._behaviour = behaviour
         self._files = files
+        self.fail_deletes = False
         self._clock0 = behaviour.clock()
         self._wall0 = datetime.now(UTC)
 
@@ -197,6 +199,8 @@ class ContextsApi:
         return web.json_response(self._json(cache))
 
     async def _delete(self, request: web.Request, body: bytes) -> web.Response:
+        if self.fail_deletes:
+            raise ApiError(503, "The service is currently unavailable.")
         cache = self._found(request)
         self._bill(cache, cache.expires)
         del self.caches[cache.name]
