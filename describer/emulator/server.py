@@ -50,9 +50,10 @@ class GeminiEmulator(LoopbackServer):
     Parts: ``stats`` (EmulatorStats of the models surface), ``behaviour`` (Behaviour),
     ``models`` (ModelsApi), ``files`` (FilesApi), ``contexts`` (ContextsApi: explicit
     context caches, ``contexts.stats``), ``batch`` (BatchApi; ``batch.stats`` is the Files
-    and Batch API's BatchStats). Control routes: ``GET /_emulator/stats[?lists=0]``,
-    ``POST /_emulator/reset``, ``GET|POST /_emulator/config``, ``POST /_emulator/script``,
-    ``GET|POST /_emulator/batch``, ``POST /_emulator/batch/force``. ``clock`` (seconds,
+    and Batch API's BatchStats). Control routes: ``GET /_emulator/stats[?lists=0]`` (its
+    ``contexts``: the cachedContents counters), ``POST /_emulator/reset``,
+    ``GET|POST /_emulator/config``, ``POST /_emulator/script``, ``GET|POST /_emulator/batch``,
+    ``POST /_emulator/batch/force``. ``clock`` (seconds,
     time.monotonic by default) is the time the quotas and the implicit cache read: a test
     passes a fake one to step through a quota window without sleeping. ``uplink``
     (uplink.Uplink) reads POST bodies when ``upload_bytes_per_s`` is set; a test may replace
@@ -181,7 +182,9 @@ class GeminiEmulator(LoopbackServer):
 
     async def _handle_stats(self, request: web.Request) -> web.Response:
         lists = request.query.get("lists", "1").lower() not in ("0", "false", "no")
-        return web.json_response(self.stats.to_dict(lists=lists))
+        out = self.stats.to_dict(lists=lists)
+        out["contexts"] = self.contexts.stats.to_dict()
+        return web.json_response(out)
 
     async def _handle_reset(self, request: web.Request) -> web.Response:
         self.reset_stats()
