@@ -111,16 +111,18 @@ class RunContext:
             ledger.remember(_entry(self.config, cache, self._clock))
 
     async def close(self) -> None:
-        """Delete the cache (when there is one; retried as model calls are), shielded from a
-        second Ctrl-C; a failure is kept in ``cache.problem``. A cache already gone (403,
-        404) counts as deleted."""
+        """Delete the cache (when there is one; retried as model calls are); a failure is
+        kept in ``cache.problem``. A cache already gone (403, 404) counts as deleted. This
+        runs after a second Ctrl-C too (the cancellation has been taken by then); a third,
+        during the deletion itself, stops it, and the next run deletes the cache
+        (:mod:`.ledger`)."""
         cache, config = self.cache, self.config
         if cache is None or cache.deleted:
             return
         delete = call_with_retries(lambda: gemini.delete_cache(self._client, cache.name),  # type: ignore[arg-type]
                                    config.max_attempts, config.retry_wait)
         try:
-            await asyncio.shield(delete)
+            await delete
         except ItemFailure as failure:
             if not failure.error.message.startswith(("403", "404")):
                 cache.problem = failure.error.message
