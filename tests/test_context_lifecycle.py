@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import TEST_KEY, cli, cli_process, describe_run, wait_until
 from imaging import jpeg, sha256
+from test_emulator_quota import FakeClock
 
 from describer import Config, gemini
 from describer.batch import MAX_FILE_BYTES, MAX_REQUESTS
@@ -24,15 +25,11 @@ GUIDE = "Write captions in the catalogue's voice: plain, concrete, present tense
 
 
 @pytest.fixture
-def threaded_emulator() -> Iterator[GeminiEmulator]:
+def served() -> Iterator[tuple[GeminiEmulator, dict[str, str]]]:
+    """An emulator on its own thread (for describe-images processes) and their environment."""
     emu = GeminiEmulator(EmulatorSettings())
-    with emu.in_thread():
-        yield emu
-
-
-@pytest.fixture
-def env(threaded_emulator: GeminiEmulator) -> dict[str, str]:
-    return {"GEMINI_API_KEY": TEST_KEY, "GOOGLE_GEMINI_BASE_URL": threaded_emulator.base_url}
+    with emu.in_thread() as url:
+        yield emu, {"GEMINI_API_KEY": TEST_KEY, "GOOGLE_GEMINI_BASE_URL": url}
 
 
 @pytest.fixture
@@ -60,11 +57,8 @@ def _run(folder: Path, guide: Path, env: dict[str, str]) -> subprocess.Popen[str
 
 
 @pytest.mark.parametrize("signals", [1, 2])
-def test_ctrl_c_deletes_the_cache(
-    env: dict[str, str], threaded_emulator: GeminiEmulator, write_files, guide: Path,
-    signals: int,
-) -> None:
-    emu = threaded_emulator
+def test_ctrl_c_deletes_the_cache(served, write_files, guide: Path, signals: int) -> None:
+    emu, env = served
     seconds = 2 if signals == 1 else 60  # once: the items in flight finish; twice: cancelled
     proc = _run(_slow_photos(write_files, emu, seconds=seconds), guide, env)
     proc.stdout.readline()  # the fast item is written: the cache exists and is read
@@ -81,9 +75,9 @@ def test_ctrl_c_deletes_the_cache(
 
 
 def test_kill_9_leaves_the_cache_and_the_next_run_deletes_it(
-    env: dict[str, str], threaded_emulator: GeminiEmulator, write_files, guide: Path
+    served, write_files, guide: Path
 ) -> None:
-    emu = threaded_emulator
+    emu, env = served
     folder = _slow_photos(write_files, emu, seconds=60)
     proc = _run(folder, guide, env)
     proc.stdout.readline()
@@ -111,14 +105,6 @@ async def test_a_cache_that_cannot_be_deleted_is_named(
     assert "NOT deleted (503 UNAVAILABLE: The service is currently unavailable.)" \
            in out.stderr and f"delete {name}" in out.stderr
     assert [e.name for e in ledger.entries()] == [name]  # the next run deletes it
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_the_ttl_is_extended_when_the_run_outlives_it(

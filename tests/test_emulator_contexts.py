@@ -5,11 +5,13 @@ that is gone, expiry on the emulator's (fake) clock, cachedContentTokenCount, st
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 from google import genai
 from google.genai import errors, types
 from imaging import jpeg
+from test_emulator_quota import FakeClock
 
 from describer.emulator import EmulatorSettings, GeminiEmulator
 
@@ -17,33 +19,27 @@ MODEL = "gemini-3.8-flash"
 LONG = "Every caption names the subject first, then the setting. " * 300  # ~4,275 tokens
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
+@dataclass
+class Api:
+    """An emulator on a fake clock, and a google-genai client pointed at it."""
 
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+    emu: GeminiEmulator
+    client: genai.Client
+    clock: FakeClock
 
 
 @pytest.fixture
-async def emu(clock: FakeClock) -> AsyncIterator[GeminiEmulator]:
-    async with GeminiEmulator(EmulatorSettings(), clock=clock) as emulator:
-        yield emulator
+async def api() -> AsyncIterator[Api]:
+    clock = FakeClock()
+    async with GeminiEmulator(EmulatorSettings(), clock=clock) as emu:
+        client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=emu.base_url))
+        yield Api(emu, client, clock)
+        await client.aio.aclose()
 
 
-@pytest.fixture
-async def client(emu: GeminiEmulator) -> AsyncIterator[genai.Client]:
-    c = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=emu.base_url))
-    yield c
-    await c.aio.aclose()
-
-
-async def _create(client: genai.Client, text: str = LONG, ttl: str = "600s") -> types.CachedContent:
+async def _create(
+    client: genai.Client, text: str = LONG, ttl: str = "600s"
+) -> types.CachedContent:
     config = types.CreateCachedContentConfig(
         contents=[types.Content(role="user", parts=[types.Part.from_text(text=text)])],
         system_instruction="Be brief.", ttl=ttl)
@@ -59,7 +55,8 @@ async def _ask(
                                                     config=config)
 
 
-async def test_a_call_naming_a_cache_reads_its_tokens(emu: GeminiEmulator, client) -> None:
+async def test_a_call_naming_a_cache_reads_its_tokens(api: Api) -> None:
+    emu, client = api.emu, api.client
     cache = await _create(client)
     assert cache.usage_metadata and cache.usage_metadata.total_token_count
     tokens = cache.usage_metadata.total_token_count
@@ -71,7 +68,8 @@ async def test_a_call_naming_a_cache_reads_its_tokens(emu: GeminiEmulator, clien
     assert emu.stats.images[-1].system_instruction == "Be brief."  # the cache's, read first
 
 
-async def test_under_the_minimum_is_geminis_400(emu: GeminiEmulator, client) -> None:
+async def test_under_the_minimum_is_geminis_400(api: Api) -> None:
+    emu, client = api.emu, api.client
     with pytest.raises(errors.ClientError) as raised:
         await _create(client, text="short")
     assert raised.value.code == 400
@@ -80,9 +78,8 @@ async def test_under_the_minimum_is_geminis_400(emu: GeminiEmulator, client) -> 
     assert emu.contexts.stats.refused == 1
 
 
-async def test_a_cache_expires_on_the_emulators_clock(
-    emu: GeminiEmulator, client, clock: FakeClock
-) -> None:
+async def test_a_cache_expires_on_the_emulators_clock(api: Api) -> None:
+    emu, client, clock = api.emu, api.client, api.clock
     cache = await _create(client, ttl="600s")
     clock.now += 599
     await _ask(client, cache.name or "")
@@ -97,9 +94,8 @@ async def test_a_cache_expires_on_the_emulators_clock(
         (cache.usage_metadata.total_token_count or 0) * 600)
 
 
-async def test_update_extends_and_delete_ends_it(
-    emu: GeminiEmulator, client, clock: FakeClock
-) -> None:
+async def test_update_extends_and_delete_ends_it(api: Api) -> None:
+    emu, client, clock = api.emu, api.client, api.clock
     cache = await _create(client, ttl="600s")
     clock.now += 500
     updated = await client.aio.caches.update(
@@ -118,7 +114,8 @@ async def test_update_extends_and_delete_ends_it(
     assert stats.storage_token_seconds == pytest.approx(tokens * 1100)  # set to live 500 + 600
 
 
-async def test_a_system_instruction_beside_a_cache_is_refused(client) -> None:
+async def test_a_system_instruction_beside_a_cache_is_refused(api: Api) -> None:
+    client = api.client
     cache = await _create(client)
     with pytest.raises(errors.ClientError) as raised:
         await _ask(client, cache.name or "", system_instruction="Be long.")

@@ -53,6 +53,7 @@ from .behaviour import Behaviour
 from .caching import MIN_PREFIX_TOKENS_3, min_prefix_tokens
 from .contents import MSG_CACHE_NOT_FOUND, FileParts, GenerateRequest, collect, text_of
 from .media import Media
+from .stats import json_ready
 from .wire import ApiError, api_route, get_field, load_json, new_id, page, short_id, stamp
 
 DEFAULT_TTL_S = 3600.0  # "If not set, the TTL defaults to 1 hour" (caching page).
@@ -84,15 +85,12 @@ class ContextStats:
     calls_by_cache: Counter[str] = field(default_factory=Counter)
     unknown_reads: int = 0
     storage_token_seconds: float = 0.0
-    request_bytes: int = 0
     responses_by_status: dict[int, int] = field(default_factory=dict)
+    request_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        out = dataclasses.asdict(self)
-        out["calls_by_cache"] = dict(self.calls_by_cache)
-        out["responses_by_status"] = {str(k): v for k, v in self.responses_by_status.items()}
-        return out
+        """JSON-ready dict (stats.json_ready)."""
+        return json_ready(self)
 
 
 @dataclass
