@@ -53,6 +53,8 @@ class Describer:
             config.concurrency, config.rpm, config.tpm, config.quota_window, on_quota
         )
         self._spend = Spend(config)
+        if context is not None:  # --max-cost counts the context cache's storage as spent
+            self._spend.spent += context.storage_usd()
         self._check = AnswerCheck(config.schema) if config.schema is not None else None
 
     async def answer(self, prepared: Prepared) -> Answer:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
@@ -69,14 +70,31 @@ async def describe_stream(
         if connection is None:
             connection = await opened.enter_async_context(gemini.connect(config))
         if context is None:
+            count = item_counter(config, sources) if isinstance(sources, Sequence) else None
             context = await opened.enter_async_context(
-                open_context(config, connection, lambda line: log.warning("%s", line)))
+                open_context(config, connection, lambda line: log.warning("%s", line), count))
         if cache is None:
             cache = await opened.enter_async_context(open_cache(config, context.digest))
         stream = _stream(reader.iter(sources), config, connection, stop, watch, cache, context)
         async with closing(stream) as s:
             async for result in s:
                 yield result
+
+
+def item_counter(
+    config: Config, sources: Sequence[str], done: set[bytes] | None = None
+) -> Callable[[int], int] | None:
+    """``count(limit)``: how many items ``sources`` hold (those in ``done`` left out),
+    counted up to ``limit`` by reading them once more (blocking: call it in a worker thread);
+    None when they hold stdin (``-``), which is read once."""
+    if "-" in sources:
+        return None
+
+    def count(limit: int) -> int:
+        again = SourceReader.of(config, done=done)
+        return sum(1 for _ in itertools.islice(again.iter(sources), limit))
+
+    return count
 
 
 def _stream(

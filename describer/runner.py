@@ -8,8 +8,7 @@ caller (the CLI).
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -22,7 +21,7 @@ from .errors import OutputError
 from .limits.watch import QuotaWatch
 from .model import Result
 from .output import Sink, open_sink, write_all
-from .pipeline import describe_stream
+from .pipeline import describe_stream, item_counter
 from .report import Progress, Tally
 from .resume import Resume
 from .sources import SourceReader, SourceStats
@@ -84,7 +83,7 @@ async def run(
             config.output, config.overwrite, config.model, config.prompt, structured
         ) as sink:
             _report_resume(progress, sink.resume, config)
-            count = _counter(config, sources, sink)
+            count = item_counter(config, sources, sink.resume.done)
             async with open_context(config, connection, progress.write, count) as context, \
                     open_cache(config, context.digest) as cache:
                 reader = SourceReader.of(config, stdin, done=sink.resume.done)
@@ -98,19 +97,6 @@ async def run(
     tally.storage_usd = context.storage_usd()
     report = context.report(tally.calls_with_cache)
     return RunReport(tally, reader.stats, interrupted, output_error, line, report)
-
-
-def _counter(config: Config, sources: Sequence[str], sink: Sink) -> Callable[[int], int] | None:
-    """``count(limit)``: the sources still to describe, counted up to ``limit`` by reading
-    the arguments once more (in the caller's worker thread); None for stdin, read once."""
-    if "-" in sources:
-        return None
-
-    def count(limit: int) -> int:
-        again = SourceReader.of(config, done=sink.resume.done)
-        return sum(1 for _ in itertools.islice(again.iter(sources), limit))
-
-    return count
 
 
 async def _quota_line(

@@ -147,3 +147,28 @@ async def test_an_example_answer_off_the_schema_is_refused(
     with pytest.raises(ConfigError, match="not valid under --schema"):
         await describe_run(capsys, [str(photos)], examples=examples, schema="title, count int")
     assert gemini_env.stats.generate_requests == 0
+
+
+async def test_the_library_counts_a_list_of_sources_too(
+    gemini_env: GeminiEmulator, write_files, guide: Path
+) -> None:
+    from describer import Config, describe_stream
+
+    one = write_files({"only.jpg": jpeg(seed=9)}, "one")
+    config = Config(context=(str(guide),), cache=False)
+    results = [r async for r in describe_stream([str(one)], config)]
+    assert results[0].error is None
+    assert gemini_env.contexts.stats.created == 0  # one item does not pay for an hour's storage
+    assert GUIDE in gemini_env.stats.images[0].prompt
+
+
+async def test_max_cost_counts_the_caches_storage(
+    gemini_env: GeminiEmulator, capsys, photos: Path, guide: Path
+) -> None:
+    # each call reserves ~$0.0056 (the context at the input price) and settles at ~$0.0012:
+    # $0.012 would take all 6 items, but not after the cache's ~$0.005 of storage
+    out = await describe_run(capsys, [str(photos)], context=(str(guide),), cache=False,
+                             max_cost=0.012, concurrency=1)
+    assert out.code == 3 and "--max-cost $0.012 reached" in out.stderr
+    assert len(out.records) == 2
+    assert gemini_env.contexts.stats.deleted == 1
