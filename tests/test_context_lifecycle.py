@@ -74,8 +74,9 @@ def test_ctrl_c_deletes_the_cache(served, write_files, guide: Path, signals: int
     assert not emu.contexts.caches and not ledger.entries()
 
 
-def test_kill_9_leaves_the_cache_and_the_next_run_deletes_it(
-    served, write_files, guide: Path
+@pytest.mark.parametrize("then", ["describe", "cache prune"])
+def test_kill_9_leaves_the_cache_and_the_next_run_or_prune_deletes_it(
+    served, write_files, guide: Path, then: str
 ) -> None:
     emu, env = served
     folder = _slow_photos(write_files, emu, seconds=60)
@@ -86,10 +87,13 @@ def test_kill_9_leaves_the_cache_and_the_next_run_deletes_it(
     [left] = list(emu.contexts.caches)
     assert [e.name for e in ledger.entries()] == [left]
     emu.clear_scripts()
-    done = cli([str(folder), "--context", str(guide), "--no-cache", "--no-progress"], env)
+    args = ["cache", "prune"] if then == "cache prune" else \
+        [str(folder), "--context", str(guide), "--no-cache", "--no-progress"]
+    done = cli(args, env)
     assert done.returncode == 0, done.stderr
     assert f"deleted context cache {left}, left by an earlier run" in done.stderr
-    assert (emu.contexts.stats.created, emu.contexts.stats.deleted) == (2, 2)
+    made = 1 if then == "cache prune" else 2
+    assert (emu.contexts.stats.created, emu.contexts.stats.deleted) == (made, made)
     assert not emu.contexts.caches and not ledger.entries()
 
 

@@ -173,7 +173,7 @@ async def open_context(
     ends. ``say`` shows the decision's line; ``count(limit)`` counts the items to describe
     up to ``limit`` (None: not known, as for stdin). Raises :class:`ConfigError` for an
     example or document that cannot be read."""
-    await _delete_orphans(config, connection, say)
+    await delete_orphans(config, connection, say)
     shared = await load_shared(config, connection.session)
     context = RunContext(config, connection.client, shared, clock)
     if not shared.empty:
@@ -231,9 +231,11 @@ def _entry(config: Config, cache: CacheState, clock: Clock) -> ledger.Entry:
                         time.time() + (cache.expires - clock()))
 
 
-async def _delete_orphans(config: Config, connection: gemini.Connection,
-                          say: Callable[[str], None]) -> None:  # fmt: skip
-    """Delete the caches runs that are no longer running left behind (:mod:`.ledger`)."""
+async def delete_orphans(config: Config, connection: gemini.Connection,
+                         say: Callable[[str], None]) -> int:  # fmt: skip
+    """Delete the caches runs that are no longer running left behind (:mod:`.ledger`), a
+    line on each; how many were deleted (or found gone already)."""
+    deleted = 0
     for entry in await asyncio.to_thread(ledger.orphans, endpoint(config)):
         try:
             await gemini.delete_cache(connection.client, entry.name)
@@ -241,5 +243,7 @@ async def _delete_orphans(config: Config, connection: gemini.Connection,
             if not failure.error.message.startswith(("403", "404")):
                 continue
         await asyncio.to_thread(ledger.forget, entry.name)
+        deleted += 1
         say(f"describer: deleted context cache {entry.name}, left by an earlier run "
             f"(pid {entry.pid})")
+    return deleted
