@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import gemini
 from ..config import Config
@@ -35,6 +36,9 @@ from ..retries import call_with_retries
 from . import ledger
 from .plan import inline_reason, needed_items
 from .shared import SharedContext, load_shared
+
+if TYPE_CHECKING:
+    from google import genai
 
 log = logging.getLogger("describer")
 #: Seconds before its expiry at which the next call extends the cache: long enough for the
@@ -66,7 +70,7 @@ class RunContext:
     None without one), ``cache`` (a :class:`CacheState` or None) and ``decision`` (the
     stderr line that said what was done, or None)."""
 
-    def __init__(self, config: Config, client: object, shared: SharedContext,
+    def __init__(self, config: Config, client: genai.Client, shared: SharedContext,
                  clock: Clock = time.monotonic) -> None:  # fmt: skip
         self.config = config
         self.shared = shared
@@ -77,12 +81,12 @@ class RunContext:
         self.prefix = [] if shared.empty else gemini.shared_contents(shared, config.prompt)
         self.settings = gemini.generation_config(config)
         self._client = client
-        self.clock = self._clock = clock
+        self.clock = clock  # seconds: when the cache was made, when it expires
         self._lock = asyncio.Lock()
 
     def use_cache(self, name: str, tokens: int) -> None:
         """Send the shared part by the cache ``name`` from now on."""
-        now = self._clock()
+        now = self.clock()
         self.cache = CacheState(name, tokens, now, now + self.config.cache_ttl)
         self.prefix = []
         self.settings = gemini.generation_config(self.config, name)
@@ -95,20 +99,20 @@ class RunContext:
         if cache is None or cache.deleted:
             return
         margin = min(EXTEND_MARGIN_S, self.config.cache_ttl / 10)
-        if self._clock() < cache.expires - margin:
+        if self.clock() < cache.expires - margin:
             return
         async with self._lock:
-            if self._clock() < cache.expires - margin:
+            if self.clock() < cache.expires - margin:
                 return
             try:
-                await gemini.extend_cache(self._client, cache.name, self.config.cache_ttl)  # type: ignore[arg-type]
+                await gemini.extend_cache(self._client, cache.name, self.config.cache_ttl)
             except ItemFailure as failure:
                 log.warning("could not extend context cache %s: %s", cache.name,
                             failure.error.message)
                 return
-            cache.expires = self._clock() + self.config.cache_ttl
+            cache.expires = self.clock() + self.config.cache_ttl
             cache.extensions += 1
-            ledger.remember(_entry(self.config, cache, self._clock))
+            ledger.remember(_entry(self.config, cache, self.clock))
 
     async def close(self) -> None:
         """Delete the cache (when there is one; retried as model calls are); a failure is
@@ -119,10 +123,9 @@ class RunContext:
         cache, config = self.cache, self.config
         if cache is None or cache.deleted:
             return
-        delete = call_with_retries(lambda: gemini.delete_cache(self._client, cache.name),  # type: ignore[arg-type]
-                                   config.max_attempts, config.retry_wait)
         try:
-            await delete
+            await call_with_retries(lambda: gemini.delete_cache(self._client, cache.name),
+                                    config.max_attempts, config.retry_wait)
         except ItemFailure as failure:
             if not failure.error.message.startswith(("403", "404")):
                 cache.problem = failure.error.message
