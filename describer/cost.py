@@ -8,6 +8,16 @@ table get no estimate.
 
 Before a call (``--dry-run``, and a per-item budget) the output is not known: it is an
 assumption, :func:`assumed_output`, and :func:`item_estimate` prices one item with it.
+
+Context caching (``Price.cached``, ``Price.storage``; :func:`context_cache_costs`): tokens
+read from an explicit cache are billed at the cached price, and the cache's tokens are
+billed for storage per hour it is set to live ("Cache token count ... billed at a reduced
+rate when included in subsequent prompts"; "Storage duration", ai.google.dev/gemini-api/
+docs/caching). Gemini 2.5 Flash lists $1.00 per 1M tokens per hour of storage and 2.5 Pro
+$4.50 (the pricing page as quoted on discuss.ai.google.dev, 2025-08). For gemini-3.8-flash
+no storage figure could be found in what was at hand: the table uses the Flash figure,
+$1.00, and its cached price $0.075 per 1M is issue 14's figure (a tenth of the input
+price, as the pricing page's context caching row has it for earlier Flash models).
 """
 
 from __future__ import annotations
@@ -40,27 +50,35 @@ ASSUMED_THINKING_TOKENS = {"low": 220, "medium": 380, "high": 900, "model": 380}
 class Price:
     """USD per 1M input and output tokens (output includes thinking), per 1M ``cached``
     input tokens (read from a context cache; None: not in the table, so cached tokens are
-    charged at the input price, the dearer assumption), valid until ``until`` (inclusive)
-    when set."""
+    charged at the input price, the dearer assumption), per 1M tokens per hour of context
+    cache ``storage`` (None: not in the table, and no context cache is made for the model),
+    valid until ``until`` (inclusive) when set."""
 
     input: float
     output: float
     until: dt.date | None = None
     cached: float | None = None
+    storage: float | None = None
 
 
 #: model -> prices, newest first where a price changes on a date.
 PRICES: dict[str, tuple[Price, ...]] = {
     "gemini-3.8-flash": (
         # cached input at a tenth of the input price (pricing page, context caching row)
-        Price(0.75, 3.75, until=dt.date(2026, 12, 31), cached=0.075),
-        Price(1.50, 7.50, cached=0.15),
+        # storage: the Flash figure, $1.00 per 1M tokens an hour (see the module docstring)
+        Price(0.75, 3.75, until=dt.date(2026, 12, 31), cached=0.075, storage=1.00),
+        Price(1.50, 7.50, cached=0.15, storage=1.00),
     ),
     "gemini-3.5-flash": (Price(1.50, 9.00),),
     "gemini-3.5-flash-lite": (Price(0.30, 2.50),),
     "gemini-3.1-pro-preview": (Price(2.00, 12.00),),
     "gemini-embedding-001": (Price(0.15, 0.0),),
 }
+#: The smallest context cache each family of models takes, in tokens ("minimum input token
+#: count for context caching", ai.google.dev/gemini-api/docs/caching, as updated
+#: 2026-10-13): 4,096 for Gemini 3.5-3.8 Flash and 3.1 Pro, 2,048 for 2.5 Flash and Pro.
+#: Models before 2.5 are not in that table: 4,096, the larger, is assumed.
+CACHE_MIN_TOKENS = {"3": 4096, "2.5": 2048, "legacy": 4096}
 
 
 def price_of(model: str, on: dt.date | None = None) -> Price | None:
@@ -166,10 +184,12 @@ def describe_cost(
     batch: bool = False,
     cached_tokens: int = 0,
     tier: str = DEFAULT_SERVICE_TIER,
+    storage: float = 0.0,
 ) -> str:
     """A phrase for the summary line, e.g. ``"est. $0.0123 (gemini-3.8-flash at $0.75/$3.75
     per 1M)"``, with ``", flex -50%"`` or ``", Batch API -50%"`` before the parenthesis
-    closes when those prices apply; or says that the model has no price here."""
+    closes when those prices apply, and the ``storage`` of a context cache (USD) added and
+    named; or says that the model has no price here."""
     price = price_of(model)
     dollars = estimate(model, input_tokens, output_tokens, batch, cached_tokens=cached_tokens,
                        tier=tier)  # fmt: skip
@@ -177,4 +197,56 @@ def describe_cost(
         return f"no price for {model} in describer's table"
     off = round((1 - discount(batch, tier)) * 100)
     note = f", Batch API -{off}%" if batch else f", {tier} -{off}%" if off else ""
-    return f"est. ${dollars:.4f} ({model} at ${price.input:.2f}/${price.output:.2f} per 1M{note})"
+    if storage:
+        note += f", with ${storage:.4f} of context cache storage"
+    return (f"est. ${dollars + storage:.4f} ({model} at ${price.input:.2f}/${price.output:.2f}"
+            f" per 1M{note})")
+
+
+def cache_min_tokens(model: str) -> int:
+    """The fewest tokens a context cache of ``model`` may hold (:data:`CACHE_MIN_TOKENS`)."""
+    return CACHE_MIN_TOKENS[model_family(model)]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheCosts:
+    """What a context cache of ``tokens`` tokens read by ``calls`` calls and stored for
+    ``hours`` costs and saves, in USD at ``price`` (one tier's prices, discounts applied):
+    ``saved`` (the input price less the cached price, for the cached tokens of every call),
+    ``storage`` (tokens x hours at the storage price), ``net`` (saved less storage)."""
+
+    tokens: int
+    calls: int
+    hours: float
+    saved: float
+    storage: float
+
+    @property
+    def net(self) -> float:
+        """What the cache saves after paying for its storage (negative: it costs more)."""
+        return self.saved - self.storage
+
+
+def context_cache_costs(
+    model: str, tokens: int, calls: int, hours: float, tier: str = DEFAULT_SERVICE_TIER
+) -> CacheCosts | None:
+    """:class:`CacheCosts` of a cache of ``tokens`` tokens of ``model``, read by ``calls``
+    calls and stored ``hours`` hours, at ``tier``'s discount (storage is not discounted:
+    the pricing page lists it apart). None when the table has no cached or storage price
+    for ``model`` (no cache is then made)."""
+    price = price_of(model)
+    if price is None or price.cached is None or price.storage is None:
+        return None
+    per_call = (price.input - price.cached) * tokens / 1_000_000 * discount(tier=tier)
+    storage = price.storage * tokens * hours / 1_000_000
+    return CacheCosts(tokens, calls, hours, per_call * calls, storage)
+
+
+def break_even_calls(model: str, tokens: int, hours: float,
+                     tier: str = DEFAULT_SERVICE_TIER) -> int | None:
+    """The fewest calls for which a cache of ``tokens`` tokens stored ``hours`` hours saves
+    more than its storage costs; None when ``model`` has no cache prices here."""
+    one = context_cache_costs(model, tokens, 1, hours, tier)
+    if one is None or one.saved <= 0:
+        return None
+    return int(one.storage // one.saved) + 1

@@ -5,6 +5,8 @@ gate, ``--rpm``/``--tpm``), with a token estimate corrected afterwards from the 
 usage. Transient failures are retried by the run's policy (:mod:`describer.retries`).
 With ``--schema``, each answer is checked against the schema (:mod:`describer.schema`); one
 that is not valid JSON under it is asked once more, then kept as ``invalid_output``.
+With a shared context (:mod:`describer.context`) each call carries its turns, or names the
+run's context cache, extended first when it is about to expire.
 """
 
 from __future__ import annotations
@@ -26,24 +28,33 @@ if TYPE_CHECKING:
     from google import genai
     from google.genai import types
 
+    from .context import RunContext
+
 
 class Describer:
     """Asks the model about prepared items, under one throttle shared by the run;
-    ``on_quota`` hears of the quota every 429 names."""
+    ``on_quota`` hears of the quota every 429 names; ``context``: the run's shared part
+    (its turns or its cache, and its tokens in each call's estimate)."""
 
     def __init__(
         self,
         client: genai.Client,
         config: Config,
         on_quota: Callable[[Quota], None] | None = None,
+        context: RunContext | None = None,
     ) -> None:
         self._client = client
         self._config = config
-        self._settings = gemini.generation_config(config)
+        self._context = context
+        self._settings = context.settings if context else gemini.generation_config(config)
+        self._prefix = context.prefix if context else []
+        self._shared_tokens = context.tokens if context and context.digest else 0
         self._throttle = Throttle(
             config.concurrency, config.rpm, config.tpm, config.quota_window, on_quota
         )
         self._spend = Spend(config)
+        if context is not None:  # --max-cost counts the context cache's storage as spent
+            self._spend.spent += context.storage_usd()
         self._check = AnswerCheck(config.schema) if config.schema is not None else None
 
     async def answer(self, prepared: Prepared) -> Answer:
@@ -55,7 +66,7 @@ class Describer:
         stops the run (a per-day quota spent, a quota of 0, 429s for longer than
         ``max_quota_wait``): the item is not done. Raises :class:`ItemFailure` when media
         over the inline limit cannot be uploaded."""
-        estimate = request_tokens(prepared.media, self._config)
+        estimate = request_tokens(prepared.media, self._config) + self._shared_tokens
         async with gemini.media_part(self._client, prepared, self._config) as part:
             first = await self._retried(part, estimate)
             if self._check is None:
@@ -87,7 +98,10 @@ class Describer:
         answer: Answer | None = None
         try:
             async with self._throttle.permit(estimate) as permit:
-                answer = await gemini.generate(self._client, part, self._config, self._settings)
+                if self._context is not None:
+                    await self._context.ensure_alive()
+                answer = await gemini.generate(self._client, part, self._config,
+                                               self._settings, self._prefix)
         finally:
             self._spend.settle(reserved, answer.usage if answer else None)
         if answer.usage is not None:

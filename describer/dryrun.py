@@ -8,21 +8,27 @@ Gemini 3 an image costs a fixed number of tokens per media resolution, known wit
 image; on Gemini 2.5 and older it follows the size, read from a local file's header (Pillow
 opens lazily: nothing is decoded) and assumed for a URL (:data:`ASSUMED_URL_SIZE`). The
 output is an assumption (:func:`describer.cost.assumed_output`) and is labelled as one.
+Examples and ``--context`` documents are counted the same way (local files read, URLs
+assumed images) and priced as a run would send them: from one context cache (cached
+price plus storage) or inline (:mod:`describer.context.plan`); the Batch API inline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
 from PIL import Image
 
 from .config import DEFAULT_SERVICE_TIER, Config, model_family
-from .cost import AssumedOutput, assumed_output, describe_cost, estimate
+from .context.examples import read_examples
+from .context.plan import inline_reason
+from .cost import AssumedOutput, assumed_output, context_cache_costs, describe_cost, estimate
 from .errors import ConfigError, ItemFailure
 from .formats import RASTER, SNIFF_BYTES, Format, accepted, sniff
 from .limits import estimate_tokens, request_tokens
@@ -30,11 +36,12 @@ from .limits.tokens import (
     ASSUMED_IMAGE_SIZE,
     GEMINI3_DEFAULT_RESOLUTION,
     RESOLUTION_IMAGE_TOKENS,
+    request_resolution,
 )
 from .model import Media, Source, SourceKind
 from .prepare import plan  # importing prepare also lets Pillow open HEIC/HEIF headers
 from .resume import scan
-from .sources import SourceReader, SourceStats
+from .sources import SourceReader, SourceStats, classify
 from .tables.columns import journal_of
 
 #: Size assumed for an image URL when the model's image tokens follow the size (Gemini 2.5
@@ -61,6 +68,23 @@ class DryRun:
     input_tokens: int = 0
     would_fail: int = 0
     sources: SourceStats = field(default_factory=SourceStats)
+    shared_tokens: int = 0  # examples and --context documents, sent with every item
+
+    @property
+    def cached(self) -> bool:
+        """Whether a run would send the shared part from a context cache."""
+        reason = inline_reason(self.config, self.shared_tokens, self.items)
+        return self.shared_tokens > 0 and reason is None
+
+    def _input(self, batch: bool) -> tuple[int, int, float]:
+        """(input tokens, of them cached, USD of cache storage) of the run: the Batch API
+        gets the shared part inline."""
+        total = self.input_tokens + self.items * self.shared_tokens
+        if batch or not self.cached:
+            return total, 0, 0.0
+        costs = context_cache_costs(self.config.model, self.shared_tokens, self.items,
+                                    self.config.cache_ttl / 3600)  # fmt: skip
+        return total, self.items * self.shared_tokens, costs.storage if costs else 0.0
 
     @property
     def items(self) -> int:
@@ -71,7 +95,10 @@ class DryRun:
         """Estimated USD of the run at ``tier``'s prices (or the Batch API's with ``batch``);
         None when the model has no price in :mod:`describer.cost`."""
         output = self.items * self.output.total
-        return estimate(self.config.model, self.input_tokens, output, batch, tier=tier)
+        total, cached, storage = self._input(batch)
+        dollars = estimate(self.config.model, total, output, batch, cached_tokens=cached,
+                           tier=tier)  # fmt: skip
+        return None if dollars is None else dollars + storage
 
     def lines(self) -> list[str]:
         """What to print on stderr: the counts, the input estimate and its basis, the output
@@ -82,12 +109,14 @@ class DryRun:
 
         def price(label: str, tier: str = DEFAULT_SERVICE_TIER, batch: bool = False) -> str:
             chosen = not batch and tier == self.config.service_tier
-            cost = describe_cost(model, self.input_tokens, total_out, batch, tier=tier)
+            total, cached, storage = self._input(batch)
+            cost = describe_cost(model, total, total_out, batch, cached, tier, storage)
             return f"{HEAD}{label}{' (this command)' if chosen else ''}: {cost}"
 
         return [
             HEAD + self._counts(),
             f"{HEAD}est. {self.input_tokens:,} input tokens: {self._basis()}",
+            *self._shared(),
             f"{HEAD}assumes {out.answer} answer + {out.thinking} thinking output tokens per "
             f"item (--thinking {self.config.thinking}), {total_out:,} in all: an assumption, "
             "as the output is known only after the call and Gemini publishes no thinking "
@@ -96,6 +125,22 @@ class DryRun:
             price("--service-tier flex", "flex"),
             price("batch submit", batch=True),
         ]
+
+    def _shared(self) -> list[str]:
+        """The line on examples and documents: their tokens, and the cache's arithmetic."""
+        tokens, items, config = self.shared_tokens, self.items, self.config
+        if not tokens:
+            return []
+        head = (f"{HEAD}examples and --context: ~{tokens:,} tokens with each of "
+                f"{_plural(items, 'item')} ({items * tokens:,} in all)")
+        reason = inline_reason(config, tokens, items)
+        costs = context_cache_costs(config.model, tokens, items, config.cache_ttl / 3600,
+                                    config.service_tier)  # fmt: skip
+        if reason is not None or costs is None:
+            return [f"{head}, sent inline{reason or ''}; batch submit: inline"]
+        return [f"{head}, from one context cache: saves ${costs.saved:.4f} of input against "
+                f"inline for ${costs.storage:.4f} of storage ({tokens:,} tokens x "
+                f"{costs.hours:g} h), net ${costs.net:.4f}; batch submit: inline"]
 
     def _counts(self) -> str:
         noun = "image" if self.config.media == {"image"} else "item"
@@ -164,7 +209,32 @@ def _scan(config: Config, sources: Sequence[str], stdin: IO[str] | None) -> DryR
         else:
             report.files += 1
     report.sources = reader.stats
+    report.shared_tokens = _shared_tokens(config)
     return report
+
+
+def _shared_tokens(config: Config) -> int:
+    """Estimated tokens of the examples and ``--context`` documents (0 without any): local
+    files read (images from their headers, PDFs by pages, text by size), URLs taken for
+    images of :data:`ASSUMED_URL_SIZE`; plus the system instruction and each example's
+    prompt and answer."""
+    pairs = list(config.examples)
+    if config.examples_file is not None:
+        pairs += read_examples(config.examples_file, config.schema is not None)
+    if not pairs and not config.context:
+        return 0
+    documents = replace(config, media=frozenset({"image", "pdf"}))
+    text = len(config.system_instruction or "")
+    text += sum(len(answer) + len(config.prompt) for _, answer in pairs)
+    media = [_media_of(classify(source), config) for source, _ in pairs]
+    for path in config.context:
+        found = _media_of(classify(path), documents)
+        if found is None and os.path.isfile(path):
+            text += os.path.getsize(path)
+        media.append(found)
+    resolution = request_resolution(config)
+    return math.ceil(text / 4) + sum(estimate_tokens(m, "", resolution)
+                                     for m in media if m is not None)
 
 
 def _media_of(source: Source, config: Config) -> Media | None:

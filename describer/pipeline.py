@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
@@ -22,6 +23,7 @@ from . import gemini
 from ._streams import bounded_map, closing
 from .cache import ResultCache, open_cache
 from .config import Config
+from .context import RunContext, open_context
 from .describe import Describer
 from .download import MAX_RETRY_AFTER_S, source_bytes
 from .embed import Embedder, embed_results
@@ -47,6 +49,7 @@ async def describe_stream(
     connection: gemini.Connection | None = None,
     watch: QuotaWatch | None = None,
     cache: ResultCache | None = None,
+    context: RunContext | None = None,
 ) -> AsyncIterator[Result]:
     """Describe every source; yield one :class:`Result` per distinct source as each completes.
 
@@ -54,7 +57,9 @@ async def describe_stream(
     Setting ``stop`` stops taking new sources; items already started still yield their
     results. ``connection``: an open :func:`describer.gemini.connect` to use (else one is
     opened and closed here); ``cache``: an open :func:`describer.cache.open_cache` likewise
-    (the result cache, unless ``config.cache`` is False). ``watch``: told each quota a 429
+    (the result cache, unless ``config.cache`` is False); ``context``: an open
+    :func:`describer.context.open_context` likewise (the examples and documents; a context
+    cache made here is deleted when the stream closes). ``watch``: told each quota a 429
     names; at a per-day quota it sets its stop, and the items refused or held back are
     yielded with a ``rate_limited`` error and listed in ``watch.not_done`` (the caller drops
     them: they are not done). Raises :class:`describer.ConfigError` when no credentials are
@@ -64,12 +69,32 @@ async def describe_stream(
     async with contextlib.AsyncExitStack() as opened:
         if connection is None:
             connection = await opened.enter_async_context(gemini.connect(config))
+        if context is None:
+            count = item_counter(config, sources) if isinstance(sources, Sequence) else None
+            context = await opened.enter_async_context(
+                open_context(config, connection, lambda line: log.warning("%s", line), count))
         if cache is None:
-            cache = await opened.enter_async_context(open_cache(config))
-        stream = _stream(reader.iter(sources), config, connection, stop, watch, cache)
+            cache = await opened.enter_async_context(open_cache(config, context.digest))
+        stream = _stream(reader.iter(sources), config, connection, stop, watch, cache, context)
         async with closing(stream) as s:
             async for result in s:
                 yield result
+
+
+def item_counter(
+    config: Config, sources: Sequence[str], done: set[bytes] | None = None
+) -> Callable[[int], int] | None:
+    """``count(limit)``: how many items ``sources`` hold (those in ``done`` left out),
+    counted up to ``limit`` by reading them once more (blocking: call it in a worker thread);
+    None when they hold stdin (``-``), which is read once."""
+    if "-" in sources:
+        return None
+
+    def count(limit: int) -> int:
+        again = SourceReader.of(config, done=done)
+        return sum(1 for _ in itertools.islice(again.iter(sources), limit))
+
+    return count
 
 
 def _stream(
@@ -79,8 +104,9 @@ def _stream(
     stop: asyncio.Event | None,
     watch: QuotaWatch | None,
     cache: ResultCache,
+    context: RunContext | None = None,
 ) -> AsyncIterator[Result]:
-    results = Pipeline(config, connection, watch, cache).run(sources, stop)
+    results = Pipeline(config, connection, watch, cache, context).run(sources, stop)
     if config.embed:
         embedder = Embedder(connection, config, watch and watch.learned)
         results = embed_results(results, embedder, config)
@@ -165,11 +191,13 @@ class Pipeline:
         connection: gemini.Connection,
         watch: QuotaWatch | None = None,
         cache: ResultCache | None = None,
+        context: RunContext | None = None,
     ) -> None:
         self._config = config
         self._connection = connection
         self._watch = watch
-        self._describer = Describer(connection.client, config, watch and watch.learned)
+        self._describer = Describer(connection.client, config, watch and watch.learned,
+                                    context)
         self._budget = ByteBudget(config.byte_budget)
         self._cache = cache or ResultCache(None)
 

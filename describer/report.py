@@ -30,6 +30,8 @@ class Tally:
     output_tokens: int = 0  # answer plus thinking, as billed
     thinking_tokens: int = 0
     cached_tokens: int = 0
+    calls_with_cache: int = 0  # records whose calls read a context cache (cached_tokens > 0)
+    storage_usd: float = 0.0  # the run's context cache storage, added to the estimate
     embedded: int = 0
     embedding_failed: int = 0
     model: str = ""
@@ -52,6 +54,7 @@ class Tally:
             self.output_tokens += result.usage.output_tokens
             self.thinking_tokens += result.usage.thinking_tokens
             self.cached_tokens += result.usage.cached_tokens
+            self.calls_with_cache += result.usage.cached_tokens > 0
         if result.embedding is not None:
             self.embedded += 1
         if result.embedding_error is not None:
@@ -84,7 +87,8 @@ class Tally:
         parts.append(self._tokens())
         if self.model:
             parts.append(describe_cost(self.model, self.input_tokens, self.output_tokens,
-                                       self.batch, self.cached_tokens, self.tier))  # fmt: skip
+                                       self.batch, self.cached_tokens, self.tier,
+                                       self.storage_usd))  # fmt: skip
         rate = done / elapsed if elapsed > 0 else 0.0
         parts.append(f"{elapsed:.1f} s, {rate:.1f} {noun}/s")
         head = "describer: interrupted: " if interrupted else "describer: "

@@ -17,11 +17,12 @@ from . import gemini
 from ._streams import closing
 from .cache import open_cache
 from .config import Config
+from .context import open_context
 from .errors import OutputError
 from .limits.watch import QuotaWatch
 from .model import Result
 from .output import Indexer, Sink, open_sink, write_all
-from .pipeline import describe_stream
+from .pipeline import describe_stream, item_counter
 from .report import Progress, Tally
 from .resume import Resume
 from .sources import SourceReader, SourceStats
@@ -38,6 +39,7 @@ class RunReport:
     interrupted: bool
     output_error: str | None = None  # the output could not take a record: the run stopped
     quota_stop: str | None = None  # a quota stopped the run: the line that says so
+    context_line: str | None = None  # what the run's context cache did and saved (if one)
 
     @property
     def all_ok(self) -> bool:
@@ -76,23 +78,28 @@ async def run(
     progress = progress or Progress(config.progress)
     tally = Tally(model=config.model, media=config.media, tier=config.service_tier)
     watch = QuotaWatch(progress.write, stop)
-    async with gemini.connect(config) as connection, open_cache(config) as cache:
-        structured = config.schema is not None
+    structured = config.schema is not None
+    async with gemini.connect(config) as connection:
         with open_sink(
             config.output, config.overwrite, config.model, config.prompt, structured
         ) as sink:
             _report_resume(progress, sink.resume, config)
-            reader = SourceReader.of(config, stdin, done=sink.resume.done)
-            results = describe_stream(
-                sources, config, reader=reader, stop=stop, connection=connection, watch=watch,
-                cache=cache,
-            )  # fmt: skip
-            with _index_writer(config) as index:
-                aborted, output_error = await _write(results, sink, tally, progress, watch,
-                                                     index)  # fmt: skip
-            line = await _quota_line(watch, tally, sources, sink, config)
+            count = item_counter(config, sources, sink.resume.done)
+            async with open_context(config, connection, progress.write, count) as context, \
+                    open_cache(config, context.digest) as cache:
+                reader = SourceReader.of(config, stdin, done=sink.resume.done)
+                results = describe_stream(
+                    sources, config, reader=reader, stop=stop, connection=connection,
+                    watch=watch, cache=cache, context=context,
+                )  # fmt: skip
+                with _index_writer(config) as index:
+                    aborted, output_error = await _write(results, sink, tally, progress,
+                                                         watch, index)  # fmt: skip
+                line = await _quota_line(watch, tally, sources, sink, config)
     interrupted = aborted or (stop.is_set() and line is None)
-    return RunReport(tally, reader.stats, interrupted, output_error, line)
+    tally.storage_usd = context.storage_usd()
+    report = context.report(tally.calls_with_cache)
+    return RunReport(tally, reader.stats, interrupted, output_error, line, report)
 
 
 async def _quota_line(

@@ -26,6 +26,7 @@ from typing import IO, Any
 from .. import gemini
 from .._streams import bounded_map
 from ..config import Config
+from ..context import load_shared
 from ..errors import ConfigError, ItemFailure, redact
 from ..limits import ByteBudget, Lease
 from ..model import ErrorType, ItemError, Media, Prepared, Result, Source
@@ -51,16 +52,20 @@ async def submit(
     """Prepare every source and submit batch jobs for them; the saved local record. Items
     that fail before submission are kept as records in the job's errors file, and so are
     items not sent because an upload or job creation failed part-way (``record.failure``
-    says why, ``record.not_submitted`` how many).
+    says why, ``record.not_submitted`` how many). Examples and ``--context`` documents go
+    in every request line (no context cache: see ``describer.context``).
 
     Raises :class:`ConfigError` when no job could be created (the local files are removed
     first), or when the submission stops otherwise before its first job exists.
     """
     record = JobRecord.new(config)
+    shared = await load_shared(config, connection.session)
+    prefix = None if shared.empty else gemini.shared_json(shared, config.prompt)
     jobs_dir().mkdir(parents=True, exist_ok=True)
     reader = SourceReader.of(config)
     try:
-        with RequestFiles(record, connection, config, max_file_bytes, max_requests) as files:
+        with RequestFiles(record, connection, config, max_file_bytes, max_requests,
+                          prefix) as files:
             async for source, outcome, lease in _loaded(reader.iter(sources), connection, config):
                 if isinstance(outcome, Prepared):
                     await files.add(source, outcome)
@@ -136,8 +141,10 @@ class RequestFiles:
         config: Config,
         max_bytes: int,
         max_requests: int,
+        prefix: list[dict[str, Any]] | None = None,
     ) -> None:
         self._record, self._connection, self._config = record, connection, config
+        self._prefix = prefix  # the shared turns, REST JSON, in every line
         self._max_bytes, self._max_requests = max_bytes, max_requests
         self._keys: IO[str] = open(record.path(".keys.jsonl"), "w")  # noqa: SIM115
         self._errors: IO[str] = open(record.path(".errors.jsonl"), "w")  # noqa: SIM115
@@ -168,7 +175,8 @@ class RequestFiles:
     async def _add(self, source: Source, prepared: Prepared) -> None:
         key = f"k{self._record.submitted:09d}"
         file_name, part = await self._uploaded(prepared)
-        data = await asyncio.to_thread(_request_line, key, prepared, part, self._config)
+        data = await asyncio.to_thread(_request_line, key, prepared, part, self._config,
+                                       self._prefix)
         if self._part is not None and (
             self._part_bytes + len(data) > self._max_bytes
             or self._part_requests >= self._max_requests
@@ -276,12 +284,14 @@ class RequestFiles:
 
 
 def _request_line(
-    key: str, prepared: Prepared, part: dict[str, Any] | None, config: Config
+    key: str, prepared: Prepared, part: dict[str, Any] | None, config: Config,
+    prefix: list[dict[str, Any]] | None = None,
 ) -> bytes:
     """One request line, encoded (in a worker thread: base64 of a 20 MB image takes a while):
-    ``part`` is the uploaded media's REST part, or None to send ``prepared``'s bytes inline."""
+    ``part`` is the uploaded media's REST part, or None to send ``prepared``'s bytes inline;
+    ``prefix``: the shared turns before it."""
     media = part if part is not None else gemini.inline_json(prepared)
-    line = {"key": key, "request": gemini.request_json(media, config)}
+    line = {"key": key, "request": gemini.request_json(media, config, prefix)}
     return (json.dumps(line) + "\n").encode()
 
 

@@ -14,7 +14,10 @@ parts:
   schema). Read at each run from that one function, so a setting added to requests is in
   the key without a change here. And the endpoint when it is not Google's
   (``--base-url``, ``GOOGLE_GEMINI_BASE_URL``): another server (the emulator, a gateway)
-  gives other answers, which must not be taken for Gemini's.
+  gives other answers, which must not be taken for Gemini's. And ``shared_context``, the
+  digest of the run's examples and reference documents (``context.SharedContext.digest``:
+  their bytes and answers, not their names, nor the context cache's name, which differs
+  from run to run for the same content).
 
 Not in the key, as they do not change the answer: ``--service-tier`` (price and latency
 only), inline bytes or a Files API upload (how the same bytes travel), timeouts, retries,
@@ -37,23 +40,28 @@ def content_key(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def request_settings(config: Config) -> dict[str, Any]:
+def request_settings(config: Config, shared: str | None = None) -> dict[str, Any]:
     """Everything sent with the media that changes the answer: ``model`` (without a
-    ``models/`` prefix), ``prompt``, the fields of ``generation_settings(config)``, and
-    ``endpoint`` when the calls do not go to Google (``gemini.connection.endpoint``)."""
+    ``models/`` prefix), ``prompt``, the fields of ``generation_settings(config)``,
+    ``shared_context`` (the digest ``shared`` of the run's examples and documents) when
+    there are any, and ``endpoint`` when the calls do not go to Google
+    (``gemini.connection.endpoint``)."""
     settings = {
         "model": config.model.removeprefix("models/"),
         "prompt": config.prompt,
         **encoding.generation_settings(config),
     }
+    if shared is not None:
+        settings["shared_context"] = shared
     server = connection.endpoint(config)
     return settings if server is None else settings | {"endpoint": server}
 
 
-def request_fingerprint(config: Config) -> str:
-    """SHA-256 (hex) of :func:`canonical` ``request_settings(config)``: one per run. Raises
-    ``TypeError`` when a setting cannot be written as JSON (the run is then not cached)."""
-    return _sha256(canonical(request_settings(config)))
+def request_fingerprint(config: Config, shared: str | None = None) -> str:
+    """SHA-256 (hex) of :func:`canonical` ``request_settings(config, shared)``: one per run.
+    Raises ``TypeError`` when a setting cannot be written as JSON (the run is then not
+    cached)."""
+    return _sha256(canonical(request_settings(config, shared)))
 
 
 def item_key(content: str, mime_type: str, request: str) -> str:

@@ -163,18 +163,19 @@ def reused(result: Result, source: str, prepared: Prepared) -> Result:
 
 
 @asynccontextmanager
-async def open_cache(config: Config) -> AsyncIterator[ResultCache]:
+async def open_cache(config: Config, shared: str | None = None) -> AsyncIterator[ResultCache]:
     """The run's :class:`ResultCache`: the cache file opened (created when there is none)
-    unless ``config.cache`` is False, closed when the block ends. A run whose cache cannot
-    be made or opened (a read-only home, a full disk), or whose settings cannot be keyed
-    (:func:`~.keys.request_fingerprint`), goes without it, after one warning on stderr.
-    Raises :class:`~describer.errors.ConfigError` when the file is not describer's cache
-    (it is left untouched)."""
+    unless ``config.cache`` is False, closed when the block ends. ``shared``: the digest of
+    the run's examples and documents (``context.SharedContext.digest``), part of the key.
+    A run whose cache cannot be made or opened (a read-only home, a full disk), or whose
+    settings cannot be keyed (:func:`~.keys.request_fingerprint`), goes without it, after
+    one warning on stderr. Raises :class:`~describer.errors.ConfigError` when the file is
+    not describer's cache (it is left untouched)."""
     store = None
     request = ""
     if config.cache:
         try:
-            request = request_fingerprint(config)
+            request = request_fingerprint(config, shared)
             store = await asyncio.to_thread(CacheStore.open)
         except (TypeError, CacheUnavailable) as exc:
             log.warning("the result cache is off for this run: %s", exc)

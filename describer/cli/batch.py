@@ -21,6 +21,7 @@ from .options import (
     HELP,
     ByteSize,
     connection_options,
+    context_options,
     input_options,
     model_options,
     output_option,
@@ -49,6 +50,7 @@ def batch_group() -> None:
 @batch_group.command("submit", context_settings=HELP)
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @model_options
+@context_options
 @refuse_service_tier
 @input_options
 @connection_options
@@ -135,6 +137,10 @@ async def submit_main(
         if record.not_submitted:
             summary += f", {record.not_submitted} not submitted: {record.failure}"
         say(summary)
+        if config.examples or config.examples_file or config.context:
+            say(f"describer: batch {record.id}: the examples and --context documents are in "
+                "every request (the Batch API is given no context cache), billed at the "
+                "Batch API's input price with each")
         if wait is not None:
             return await _fetch(record, config, connection, wait)
         return EXIT_SOME_FAILED if record.not_submitted else EXIT_OK

@@ -1,11 +1,13 @@
-"""``describe-images cache stats | clear``: the result cache (:mod:`describer.cache`)."""
+"""``describe-images cache stats | clear``: the result cache (:mod:`describer.cache`);
+``cache prune``: the Gemini context caches runs left behind (:mod:`describer.context.ledger`)."""
 
 from __future__ import annotations
 
 import click
 
+from ..config import Config
 from .commands import cli
-from .options import HELP
+from .options import HELP, connection_options
 from .terminal import EXIT_OK, finish, say
 
 
@@ -15,7 +17,8 @@ def cache_group() -> None:
     settings, in $DESCRIBER_HOME/cache.sqlite3 (default ~/.describer/cache.sqlite3).
 
     A describe run takes its answers from there (records say "cached": true; no model call,
-    nothing billed) and keeps its new ones; --no-cache does neither.
+    nothing billed) and keeps its new ones; --no-cache does neither. (cache prune is about
+    Gemini's context caches, not this one.)
     """
 
 
@@ -44,6 +47,26 @@ def cache_clear() -> None:
 
         removed = clear()
         say(f"describer: cache cleared: {removed} entries removed from {cache_path()}")
+        return EXIT_OK
+
+    finish(body)
+
+
+@cache_group.command("prune", context_settings=HELP)
+@connection_options
+def cache_prune(**options: object) -> None:
+    """Delete the Gemini context caches that describer runs made and left behind (killed
+    before they could delete them; kept in $DESCRIBER_HOME/context-caches.jsonl), on this
+    endpoint, unless the run that made one is still running. A describe run does this too."""
+
+    async def body() -> int:
+        from .. import gemini
+        from ..context.session import delete_orphans
+
+        config = Config(**options)  # type: ignore[arg-type]
+        async with gemini.connect(config) as connection:
+            deleted = await delete_orphans(config, connection, say)
+        say(f"describer: {deleted} context cache(s) deleted")
         return EXIT_OK
 
     finish(body)

@@ -28,6 +28,8 @@ from ..runner import run
 from .options import (
     HELP,
     connection_options,
+    context_cache_options,
+    context_options,
     embed_options,
     index_option,
     input_options,
@@ -60,6 +62,8 @@ def cli() -> None:
 @cli.command(context_settings=HELP)
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @model_options
+@context_options
+@context_cache_options
 @service_tier_option
 @input_options
 @click.option("--rpm", type=click.IntRange(min=1), envvar="DESCRIBER_RPM",
@@ -137,6 +141,8 @@ async def describe_main(
     if report.quota_stop:
         say(report.quota_stop)
     say(report.summary())
+    if report.context_line:
+        say(report.context_line)
     if report.output_error:
         return EXIT_USAGE
     if report.quota_stop:

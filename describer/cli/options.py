@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from ..config import (
+    DEFAULT_CACHE_TTL,
     DEFAULT_EMBED_DIM,
     DEFAULT_EMBED_MODEL,
     DEFAULT_MAX_BYTES,
@@ -95,6 +96,30 @@ model_options = options(
                  help="Answer as JSON valid under a schema, parsed into each record's data: "
                       "llm's concise syntax ('title, people int: how many'), inline JSON "
                       "Schema, or a JSON Schema file."),
+)  # fmt: skip
+
+#: Examples and reference documents, sent with every request (describe and batch submit).
+context_options = options(
+    click.option("--example", "examples", nargs=2, multiple=True, metavar="IMAGE TEXT",
+                 help="A few-shot example: an image (file or URL) and the answer wanted for "
+                      "it; repeatable."),
+    click.option("--examples", "examples_file", type=click.Path(dir_okay=False, path_type=Path),
+                 help='Examples from a JSONL file: {"source", "answer"} lines, or an earlier '
+                      'run\'s records marked "good": true.'),
+    click.option("--context", multiple=True, metavar="PATH",
+                 help="A reference document for every request (text, Markdown, PDF, image); "
+                      "repeatable."),
+)  # fmt: skip
+
+#: The context cache of an online run (describe only: the Batch API is sent the shared part
+#: in each request).
+context_cache_options = options(
+    click.option("--cache-ttl", type=click.FloatRange(min=60), metavar="S",
+                 default=DEFAULT_CACHE_TTL, show_default=True,
+                 help="Seconds the context cache lives; extended when the run outlives it."),
+    click.option("--context-cache/--no-context-cache", default=True, show_default=True,
+                 help="Send examples and --context once, as a Gemini context cache, when "
+                      "that is cheaper; --no-context-cache: inline with every request."),
 )  # fmt: skip
 
 input_options = options(

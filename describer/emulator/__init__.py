@@ -17,6 +17,7 @@ the client. Its modules follow the API surface it emulates:
   ``caching`` (implicit caching: cachedContentTokenCount);
 - ``stats``: what was received (``emu.stats``, the Batch and Files API counters);
 - ``models``: generateContent, batchEmbedContents, embedContent (``emu.models``);
+- ``contexts``: explicit context caches, ``cachedContents`` (``emu.contexts``);
 - ``files``: the Files API (``emu.files``); ``jobs`` and ``batches``: the Batch API
   (``emu.batch``);
 - ``server``: ``GeminiEmulator``, composing the above, and its control endpoints;

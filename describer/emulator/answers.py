@@ -124,13 +124,14 @@ def answer_text(req: GenerateRequest, shape: str | None = None) -> str:
 
 
 def _description(req: GenerateRequest) -> str:
-    if not req.media:
+    focus = req.focus
+    if not focus:
         digest = hashlib.sha256("\n".join(req.texts).encode()).hexdigest()
         chars = sum(len(t) for t in req.texts)
         return f"A text-only request of {chars} characters. Scene {digest[:8]}."
-    text = describe_media(req.media[0])
-    if len(req.media) > 1:
-        text += f" Plus {len(req.media) - 1} more image(s)."
+    text = describe_media(focus[0])
+    if len(focus) > 1:
+        text += f" Plus {len(focus) - 1} more image(s)."
     return text
 
 

@@ -27,6 +27,7 @@ Figures and where they come from:
 * Lines may carry ``fileData`` http(s) URLs (Gemini fetches them on the Batch API too):
   fetched when the job runs, each URL that cannot be fetched failing its lines with the
   400 of urls.py.
+* A line naming a ``cachedContent`` fails with a 400 (contents.py).
 """
 
 from __future__ import annotations
@@ -250,7 +251,7 @@ class BatchApi:
             try:
                 if line.error is not None or line.request is None:
                     raise line.error or ApiError(400)
-                out.append(parse_payload(job.model, line.request, files or self._files))
+                out.append(parse_payload(job.model, line.request, files or self._files, True))
             except ApiError as err:
                 out.append(err)
         return out
@@ -260,7 +261,7 @@ class BatchApi:
         per-image scripts applied (module docstring)."""
         if isinstance(parsed, ApiError):
             return {"error": parsed.body()["error"]}
-        script = self._behaviour.script_for(parsed.media[0].sha256 if parsed.media else None)
+        script = self._behaviour.script_for(parsed.focus[0].sha256 if parsed.focus else None)
         try:
             self._behaviour.raise_scripted(script, key=None)
         except ApiError as err:

@@ -28,8 +28,8 @@ Figures and where they come from:
 * ``cache_ttl`` (300 s by default): the emulator's assumption; Google documents no lifetime
   for implicit caches (explicit caches default to one hour).
 
-Explicit caches (``cachedContents``, a request's ``cachedContent``) are not modelled yet:
-contents.py answers every cache name as an unknown one.
+Explicit caches (``cachedContents``, a request's ``cachedContent``) are contexts.py's; a
+request that reads one gets no implicit hit on top.
 """
 
 from __future__ import annotations

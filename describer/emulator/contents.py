@@ -12,11 +12,14 @@ Figures and where they come from:
   ``GenerateContentConfig(service_tier="flex")`` as ``"serviceTier": "flex"``, the REST
   example on that page ``"service_tier": "FLEX"``, so case is ignored. Another value is a
   400 INVALID_ARGUMENT, worded like Gemini's answer for a bad enum value.
-* ``cachedContent`` (an explicit cache's name): explicit caches are not modelled, so
-  every name is unknown and answered as Gemini answers an unknown or deleted cache,
-  403 PERMISSION_DENIED "CachedContent not found (or permission denied)" (reported
-  verbatim in public client code handling it, e.g. google/adk-python troubleshooting and
-  a curl probe log of 2026-09-07; never 404).
+* ``cachedContent`` (an explicit cache's name): read here and resolved by contexts.py
+  (``cachedContents``); a name it does not hold (unknown, deleted or expired) is answered
+  as Gemini answers one, 403 PERMISSION_DENIED "CachedContent not found (or permission
+  denied)" (reported verbatim in public client code handling it, e.g. google/adk-python
+  troubleshooting and a curl probe log of 2026-09-07). A Batch API line naming one is
+  a 400 "Model ... does not support cached content with batch prediction.", as users
+  report of Vertex AI's batch prediction (discuss.ai.google.dev, 2025); whether the
+  Gemini API's Batch API reads explicit caches is not documented: the harsher case.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ THREAD_DECODE_BYTES = 64 * 1024  # bodies larger than this are parsed in a worke
 MSG_NO_CONTENTS = "* GenerateContentRequest.contents: contents is not specified"
 MSG_TOO_LARGE = "Request payload size exceeds the limit: 20971520 bytes."
 MSG_CACHE_NOT_FOUND = "CachedContent not found (or permission denied)"
+MSG_BATCH_CACHE = "Model {model} does not support cached content with batch prediction."
 SERVICE_TIERS = frozenset({"standard", "flex", "priority"})
 
 
@@ -53,7 +57,10 @@ class GenerateRequest:
     generation_config: the request's generationConfig dict ({} if none);
     first_part_kind: "image" (any media part) or "text", the kind of the first part;
     lead_texts: the text parts before the first media part (all of them if none);
-    service_tier: "standard" (also for no serviceTier), "flex" or "priority".
+    service_tier: "standard" (also for no serviceTier), "flex" or "priority";
+    subject: the media of the last content (the turn being answered: few-shot examples
+    come before it), which the answer describes and scripts key on (:attr:`focus`);
+    cached_content: the ``cachedContent`` name the request reads ("" if none).
     """
 
     model: str
@@ -64,6 +71,13 @@ class GenerateRequest:
     first_part_kind: str
     lead_texts: tuple[str, ...] = ()
     service_tier: str = "standard"
+    subject: tuple[Media, ...] = ()
+    cached_content: str = ""
+
+    @property
+    def focus(self) -> list[Media]:
+        """The media the answer is about: those of the last content, else every media part."""
+        return list(self.subject) or self.media
 
 
 def parts(content: Any) -> list[dict[str, Any]]:
@@ -98,6 +112,7 @@ def collect(contents: Any, files: FileParts | None = None
             ) -> tuple[list[str], list[Media], str, int]:
     """Texts, probed media, the first part's kind ("text", "image" or "") of ``contents``
     and how many texts come before the first media part (all of them if none does).
+    (:func:`last_media` gives the media of the last content.)
 
     Inline data goes through media.probe (images and PDF/audio/video); ``fileData`` parts
     through ``files.file_part`` (ignored without ``files``). ApiError 400 for bad media.
@@ -119,25 +134,39 @@ def collect(contents: Any, files: FileParts | None = None
     return texts, media, first, len(texts) if lead is None else lead
 
 
+def last_media(contents: Any, media: list[Media]) -> tuple[Media, ...]:
+    """The media of the last content of ``contents``: the last ``n`` of ``media``, where
+    ``n`` is how many media parts that content has (``media`` as :func:`collect` gave it)."""
+    if not isinstance(contents, list) or not contents or not media:
+        return ()
+    count = sum(1 for p in parts(contents[-1]) if not isinstance(p.get("text"), str)
+                and (get_field(p, "inlineData", "inline_data")
+                     or get_field(p, "fileData", "file_data")))
+    return tuple(media[len(media) - count:]) if count else ()
+
+
 def parse_generate(model: str, body: bytes, files: FileParts | None = None) -> GenerateRequest:
     """Parse and validate a generateContent body, probing every inline or file part.
 
     ApiError 400: body over MAX_REQUEST_BYTES, not a JSON object, no contents, bad media,
-    bad serviceTier, a responseJsonSchema Gemini refuses (structured.py); 403 for any
-    ``cachedContent`` (module docstring).
+    bad serviceTier, a responseJsonSchema Gemini refuses (structured.py). A
+    ``cachedContent`` name is kept in ``cached_content`` for contexts.py to resolve.
     """
     if len(body) > MAX_REQUEST_BYTES:
         raise ApiError(400, MSG_TOO_LARGE)
     return parse_payload(model, load_json(body), files)
 
 
-def parse_payload(model: str, payload: dict[str, Any],
-                  files: FileParts | None = None) -> GenerateRequest:
-    """Validate a parsed GenerateContentRequest dict (also one batch line's request)."""
-    if get_field(payload, "cachedContent", "cached_content"):
-        raise ApiError(403, MSG_CACHE_NOT_FOUND)
+def parse_payload(model: str, payload: dict[str, Any], files: FileParts | None = None,
+                  batch: bool = False) -> GenerateRequest:
+    """Validate a parsed GenerateContentRequest dict (also one batch line's request:
+    ``batch``, where a ``cachedContent`` is a 400, see the module docstring)."""
+    cache = get_field(payload, "cachedContent", "cached_content")
+    if cache and batch:
+        raise ApiError(400, MSG_BATCH_CACHE.format(model=model))
     tier = service_tier(get_field(payload, "serviceTier", "service_tier"))
-    texts, media, first, lead = collect(payload.get("contents"), files)
+    contents = payload.get("contents")
+    texts, media, first, lead = collect(contents, files)
     if not first:
         raise ApiError(400, MSG_NO_CONTENTS)
     system = text_of(get_field(payload, "systemInstruction", "system_instruction"))
@@ -145,7 +174,8 @@ def parse_payload(model: str, payload: dict[str, Any],
     config = config if isinstance(config, dict) else {}
     check_request(config)
     media = billed(media, model, config)
-    return GenerateRequest(model, media, texts, system, config, first, tuple(texts[:lead]), tier)
+    return GenerateRequest(model, media, texts, system, config, first, tuple(texts[:lead]), tier,
+                           last_media(contents, media), str(cache or ""))
 
 
 def service_tier(value: Any) -> str:

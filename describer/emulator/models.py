@@ -58,6 +58,9 @@ MSG_BATCH_TOO_BIG = (
 MSG_NO_REQUESTS = "* BatchEmbedContentsRequest.requests: requests is not specified"
 
 Action = Callable[[web.Request, str, bytes], Awaitable[dict[str, Any]]]
+#: Resolves a request's ``cachedContent`` (contexts.ContextsApi.read): the request with the
+#: cache's contents first, and the cached tokens.
+CacheReader = Callable[[GenerateRequest], tuple[GenerateRequest, int]]
 
 
 class ModelsApi:
@@ -70,8 +73,10 @@ class ModelsApi:
     """
 
     def __init__(self, behaviour: Behaviour, stats: EmulatorStats, files: FileParts,
-                 base_url: Callable[[], str] = str) -> None:
+                 base_url: Callable[[], str] = str,
+                 read_cache: CacheReader = lambda req: (req, 0)) -> None:
         self.stats = stats
+        self._read_cache = read_cache
         self._base_url = base_url
         self._behaviour = behaviour
         self._files = files
@@ -146,11 +151,12 @@ class ModelsApi:
 
     # ----- generateContent --------------------------------------------------------------
     async def generate(self, request: web.Request, model: str, body: bytes) -> dict[str, Any]:
-        """generateContent: request quotas, parse (in a thread if large), token quota,
-        record, sleep (plus the flex wait), flex shed, scripted or injected failure, then
-        the answer (answers.build_response) with the implicit cache's tokens."""
+        """generateContent: request quotas, parse (in a thread if large), the explicit cache
+        it names (contexts.py), token quota, record, sleep (plus the flex wait), flex shed,
+        scripted or injected failure, then the answer (answers.build_response) with the
+        explicit cache's tokens, else the implicit cache's."""
         counted_at = self._behaviour.admit(model)
-        req = await self.parse(model, body)
+        req, explicit = self._read_cache(await self.parse(model, body))
         self._behaviour.admit_tokens(model, prompt_tokens(req), counted_at)
         urls = [m for m in req.media if m.source == "url"]
         self.stats.image_bytes += sum(m.nbytes for m in req.media if m.source != "url")
@@ -158,7 +164,7 @@ class ModelsApi:
         self.stats.url_bytes_fetched += sum(m.nbytes for m in urls)
         self.stats.keep(self.stats.images, self._records.record(req))
         self.stats.service_tiers[req.service_tier] += 1
-        script = self._behaviour.script_for(req.media[0].sha256 if req.media else None)
+        script = self._behaviour.script_for(req.focus[0].sha256 if req.focus else None)
         flex = req.service_tier == "flex"
         await self._behaviour.generate_delay(script, flex)
         if flex:
@@ -167,7 +173,7 @@ class ModelsApi:
         if self._behaviour.fault_due():
             self.stats.injected_faults += 1
             raise ApiError(503, MSG_OVERLOADED)
-        cached = self._behaviour.cached_tokens(req)
+        cached = explicit or self._behaviour.cached_tokens(req)
         self.stats.cached_tokens += cached
         return build_response(req, self._behaviour.answer_shape(script), cached, echo_tier=True)
 
@@ -250,7 +256,7 @@ class _RecordBook:
         return self._configs.get(key, config)
 
     def record(self, req: GenerateRequest) -> ImageRecord:
-        first = req.media[0] if req.media else None
+        first = req.focus[0] if req.focus else None
         return ImageRecord(
             sha256=first.sha256 if first else None,
             mime_type=sys.intern(first.mime_type) if first else None,

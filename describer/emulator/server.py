@@ -6,7 +6,8 @@ it receives, answers with deterministic media-derived text, Google-shaped usage 
 Google-shaped errors (400, 403, 404, 429, 500, 503), and records what it saw.
 
 Where each part lives: models.py (generateContent, embeddings), files.py (Files API),
-batches.py and jobs.py (Batch API), behaviour.py (latency, faults, flex, scripts) with
+batches.py and jobs.py (Batch API), contexts.py (cachedContents), behaviour.py (latency,
+faults, flex, scripts) with
 settings.py (EmulatorSettings), quota.py (quotas) and caching.py (implicit cache),
 contents.py / media.py / answers.py (requests in, answers out), wire.py (errors and JSON),
 stats.py (what tests assert on), loopback.py (the aiohttp server lifecycle).
@@ -27,6 +28,7 @@ from aiohttp import web
 from .batches import BatchApi
 from .behaviour import Behaviour, EmulatorSettings
 from .contents import MAX_REQUEST_BYTES
+from .contexts import ContextsApi
 from .files import FilesApi
 from .loopback import LoopbackServer
 from .models import ModelsApi
@@ -46,10 +48,12 @@ class GeminiEmulator(LoopbackServer):
     ``await emu.stop()``, or ``with emu.in_thread() as base_url:`` from synchronous code.
 
     Parts: ``stats`` (EmulatorStats of the models surface), ``behaviour`` (Behaviour),
-    ``models`` (ModelsApi), ``files`` (FilesApi), ``batch`` (BatchApi; ``batch.stats`` is
-    the Files and Batch API's BatchStats). Control routes: ``GET /_emulator/stats[?lists=0]``,
-    ``POST /_emulator/reset``, ``GET|POST /_emulator/config``, ``POST /_emulator/script``,
-    ``GET|POST /_emulator/batch``, ``POST /_emulator/batch/force``. ``clock`` (seconds,
+    ``models`` (ModelsApi), ``files`` (FilesApi), ``contexts`` (ContextsApi: explicit
+    context caches, ``contexts.stats``), ``batch`` (BatchApi; ``batch.stats`` is the Files
+    and Batch API's BatchStats). Control routes: ``GET /_emulator/stats[?lists=0]`` (its
+    ``contexts``: the cachedContents counters), ``POST /_emulator/reset``,
+    ``GET|POST /_emulator/config``, ``POST /_emulator/script``, ``GET|POST /_emulator/batch``,
+    ``POST /_emulator/batch/force``. ``clock`` (seconds,
     time.monotonic by default) is the time the quotas and the implicit cache read: a test
     passes a fake one to step through a quota window without sleeping. ``uplink``
     (uplink.Uplink) reads POST bodies when ``upload_bytes_per_s`` is set; a test may replace
@@ -65,7 +69,9 @@ class GeminiEmulator(LoopbackServer):
         self.stats = EmulatorStats()
         shared = BatchStats()
         self.files = FilesApi(self.behaviour, shared, self._url)
-        self.models = ModelsApi(self.behaviour, self.stats, self.files, self._url)
+        self.contexts = ContextsApi(self.behaviour, self.files)
+        self.models = ModelsApi(self.behaviour, self.stats, self.files, self._url,
+                                self.contexts.read)
         self.batch = BatchApi(self.behaviour, self.files, shared, self._url, self.models.client)
         self.models.add_action("batchGenerateContent", self.batch.create)
         self.uplink = Uplink()
@@ -152,6 +158,7 @@ class GeminiEmulator(LoopbackServer):
         app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[uplink])
         self.models.add_routes(app)
         self.files.add_routes(app)
+        self.contexts.add_routes(app)
         self.batch.add_routes(app)
         app.router.add_get("/_emulator/stats", self._handle_stats)
         app.router.add_post("/_emulator/reset", self._handle_reset)
@@ -175,7 +182,9 @@ class GeminiEmulator(LoopbackServer):
 
     async def _handle_stats(self, request: web.Request) -> web.Response:
         lists = request.query.get("lists", "1").lower() not in ("0", "false", "no")
-        return web.json_response(self.stats.to_dict(lists=lists))
+        out = self.stats.to_dict(lists=lists)
+        out["contexts"] = self.contexts.stats.to_dict()
+        return web.json_response(out)
 
     async def _handle_reset(self, request: web.Request) -> web.Response:
         self.reset_stats()

@@ -172,6 +172,13 @@ class BatchStats:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        out = dataclasses.asdict(self)
-        out["responses_by_status"] = {str(k): v for k, v in self.responses_by_status.items()}
-        return out
+        return json_ready(self)
+
+
+def json_ready(counters: Any) -> dict[str, Any]:
+    """A dataclass of counters as a JSON-ready dict: Counters as plain dicts, and
+    ``responses_by_status`` keyed by the status as text."""
+    out = {f.name: getattr(counters, f.name) for f in dataclasses.fields(counters)}
+    out = {k: dict(v) if isinstance(v, Counter) else v for k, v in out.items()}
+    out["responses_by_status"] = {str(k): v for k, v in counters.responses_by_status.items()}
+    return out

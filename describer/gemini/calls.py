@@ -2,7 +2,8 @@
 :class:`~describer.errors.ItemFailure` (see :mod:`.failures`).
 
 Model calls (``generate``, ``embed``), the Files API (media and request-file uploads,
-downloads, deletes) and the Batch API (create, get, cancel). Retries are the caller's.
+downloads, deletes), context caches (create, extend, delete) and the Batch API (create,
+get, cancel). Retries are the caller's.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..errors import ItemFailure
 from ..model import Answer, ErrorType, Prepared
 from ..retries import call_with_retries
 from .answers import interpret
+from .encoding import item_contents
 from .failures import gemini_errors
 
 log = logging.getLogger("describer")
@@ -35,15 +37,19 @@ async def generate(
     part: types.Part,
     config: Config,
     settings: types.GenerateContentConfig | None,
+    prefix: list[types.Content] | None = None,
 ) -> Answer:
-    """Ask the model about one item given as ``part``, which goes before the prompt. Raises
-    :class:`ItemFailure` for API and transport errors (``rate_limited``, ``timeout``,
-    ``api_error``); blocked or empty answers come back as an :class:`Answer` with ``error``
-    set, so their usage and finish_reason are kept."""
+    """Ask the model about one item given as ``part``, which goes before the prompt, after
+    the shared turns of ``prefix`` (sent inline; None or empty: none, or they are in the
+    context cache ``settings`` names). Raises :class:`ItemFailure` for API and transport
+    errors (``rate_limited``, ``timeout``, ``api_error``); blocked or empty answers come
+    back as an :class:`Answer` with ``error`` set, so their usage and finish_reason are
+    kept."""
     started = time.perf_counter()
+    contents = item_contents(prefix or [], part, config.prompt)
     with gemini_errors(f"Gemini did not answer within {config.call_timeout:g} s"):
         response = await client.aio.models.generate_content(
-            model=config.model, contents=[part, config.prompt], config=settings
+            model=config.model, contents=contents, config=settings  # type: ignore[arg-type]
         )
     latency_ms = round((time.perf_counter() - started) * 1000)
     return interpret(response, latency_ms, config.max_output_tokens)
@@ -113,6 +119,31 @@ async def embed(
     if len(vectors) != len(texts) or not all(vectors):
         raise ItemFailure(ErrorType.API_ERROR, f"{len(vectors)} vectors for {len(texts)} texts")
     return vectors
+
+
+async def create_cache(
+    client: genai.Client, model: str, settings: types.CreateCachedContentConfig
+) -> types.CachedContent:
+    """Create a context cache (``caches.create``) of ``settings`` (from
+    ``encoding.cache_config``). Raises :class:`ItemFailure` (a 400 for content under the
+    model's minimum among them)."""
+    with gemini_errors("creating the context cache timed out"):
+        return await client.aio.caches.create(model=model, config=settings)
+
+
+async def extend_cache(client: genai.Client, name: str, ttl_s: float) -> types.CachedContent:
+    """Set a context cache to live ``ttl_s`` seconds from now (``caches.update``). Raises
+    :class:`ItemFailure`."""
+    settings = types.UpdateCachedContentConfig(ttl=f"{ttl_s:.0f}s")
+    with gemini_errors("extending the context cache timed out"):
+        return await client.aio.caches.update(name=name, config=settings)
+
+
+async def delete_cache(client: genai.Client, name: str) -> None:
+    """Delete a context cache (``caches.delete``). Raises :class:`ItemFailure`; a cache that
+    is already gone is a 403 or 404 ``api_error`` (:func:`gone`)."""
+    with gemini_errors("deleting the context cache timed out"):
+        await client.aio.caches.delete(name=name)
 
 
 async def upload_request_file(client: genai.Client, path: Path) -> types.File:

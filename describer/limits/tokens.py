@@ -28,11 +28,17 @@ def request_tokens(media: Media, config: Config) -> int:
     ``--max-cost`` and ``--dry-run``): :func:`estimate_tokens` of the prompt and system
     instruction, at ``--media-resolution``, or on Gemini 3 without one at the model's default
     (``GEMINI3_DEFAULT_RESOLUTION``)."""
-    resolution = config.media_resolution
-    if resolution is None and model_family(config.model) == "3":
-        resolution = GEMINI3_DEFAULT_RESOLUTION
     text = config.prompt + (config.system_instruction or "")
-    return estimate_tokens(media, text, resolution)
+    return estimate_tokens(media, text, request_resolution(config))
+
+
+def request_resolution(config: Config) -> str | None:
+    """The ``--media-resolution`` whose token budget an image of this run costs: the one
+    given, else on Gemini 3 the model's default (``GEMINI3_DEFAULT_RESOLUTION``), else None
+    (tokens by tiles)."""
+    if config.media_resolution is None and model_family(config.model) == "3":
+        return GEMINI3_DEFAULT_RESOLUTION
+    return config.media_resolution
 
 
 def estimate_tokens(media: Media, text: str, resolution: str | None = None) -> int:
