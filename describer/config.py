@@ -67,10 +67,12 @@ DEFAULT_REQUEST_TIMEOUT = 180.0
 #: 15 minutes before the first byte (docker/docker-agent#4348); 900 s of queueing plus 60 s
 #: for the answer itself.
 FLEX_REQUEST_TIMEOUT = 960.0
-#: ``--cache-ttl`` default, in seconds: Gemini's own default TTL for a context cache, one
-#: hour ("If not set, the TTL defaults to 1 hour", ai.google.dev/gemini-api/docs/caching).
-#: A run that outlives it extends it by as much again (``caches.update``), so it need not
-#: cover the whole run; storage is billed per hour the cache is set to live.
+#: The longest TTL describer sets for a context cache unless ``--cache-ttl`` says, in
+#: seconds, and the TTL when the run's items cannot be counted (stdin): Gemini's own default,
+#: one hour ("If not set, the TTL defaults to 1 hour", ai.google.dev/gemini-api/docs/caching).
+#: Without ``--cache-ttl`` the TTL is the run's estimated length (``context.plan.run_ttl``);
+#: a run that outlives it extends it by as much again (``caches.update``); storage is
+#: billed per hour the cache is set to live.
 DEFAULT_CACHE_TTL = 3600.0
 #: ``--input-format`` values: a table format, or ``list`` (one source a line).
 INPUT_FORMATS = ("csv", "tsv", "parquet", "jsonl", "list")
@@ -137,7 +139,7 @@ class Config:
     examples_file: Path | None = None  # --examples FILE: JSONL {"source", "answer"} or records
     context: tuple[str, ...] = ()  # --context PATH: text, Markdown, PDF or image files
     context_cache: bool = True  # --no-context-cache: send the shared part inline every time
-    cache_ttl: float = DEFAULT_CACHE_TTL  # --cache-ttl: seconds; extended when a run outlives it
+    cache_ttl: float | None = None  # --cache-ttl seconds; None: the run's estimated length
 
     # What to take, and how it is read and prepared
     media: frozenset[str] = frozenset({"image"})  # --media kinds taken: image, pdf, audio, video
@@ -223,7 +225,8 @@ class Config:
             (self.tpm is None or self.tpm >= 1, "--tpm must be at least 1"),
             (self.quota_window > 0, "quota_window must be positive"),
             (self.max_cost is None or self.max_cost > 0, "--max-cost must be positive"),
-            (self.cache_ttl >= 60, "--cache-ttl must be at least 60 seconds"),
+            (self.cache_ttl is None or self.cache_ttl >= 60,
+             "--cache-ttl must be at least 60 seconds"),
             (self.max_attempts >= 1, "--max-attempts must be at least 1"),
             (self.max_quota_wait > 0, "--max-quota-wait must be positive"),
             (self.retry_wait >= 0, "--retry-wait must be 0 or more"),

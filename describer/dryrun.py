@@ -27,7 +27,7 @@ from PIL import Image
 
 from .config import DEFAULT_SERVICE_TIER, Config, model_family
 from .context.examples import read_examples
-from .context.plan import inline_reason
+from .context.plan import inline_reason, ttl_text, with_ttl
 from .cost import AssumedOutput, assumed_output, context_cache_costs, describe_cost, estimate
 from .errors import ConfigError, ItemFailure
 from .formats import RASTER, SNIFF_BYTES, Format, accepted, sniff
@@ -71,9 +71,15 @@ class DryRun:
     shared_tokens: int = 0  # examples and --context documents, sent with every item
 
     @property
+    def timed(self) -> Config:
+        """The run's config with the context cache's TTL a run of these items would set
+        (``--cache-ttl``, else their estimated length: :func:`describer.context.plan.run_ttl`)."""
+        return with_ttl(self.config, self.items)
+
+    @property
     def cached(self) -> bool:
         """Whether a run would send the shared part from a context cache."""
-        reason = inline_reason(self.config, self.shared_tokens, self.items)
+        reason = inline_reason(self.timed, self.shared_tokens, self.items)
         return self.shared_tokens > 0 and reason is None
 
     def _input(self, batch: bool) -> tuple[int, int, float]:
@@ -83,7 +89,7 @@ class DryRun:
         if batch or not self.cached:
             return total, 0, 0.0
         costs = context_cache_costs(self.config.model, self.shared_tokens, self.items,
-                                    self.config.cache_ttl / 3600)  # fmt: skip
+                                    (self.timed.cache_ttl or 0) / 3600)  # fmt: skip
         return total, self.items * self.shared_tokens, costs.storage if costs else 0.0
 
     @property
@@ -128,19 +134,19 @@ class DryRun:
 
     def _shared(self) -> list[str]:
         """The line on examples and documents: their tokens, and the cache's arithmetic."""
-        tokens, items, config = self.shared_tokens, self.items, self.config
+        tokens, items, config = self.shared_tokens, self.items, self.timed
         if not tokens:
             return []
         head = (f"{HEAD}examples and --context: ~{tokens:,} tokens with each of "
                 f"{_plural(items, 'item')} ({items * tokens:,} in all)")
         reason = inline_reason(config, tokens, items)
-        costs = context_cache_costs(config.model, tokens, items, config.cache_ttl / 3600,
+        costs = context_cache_costs(config.model, tokens, items, (config.cache_ttl or 0) / 3600,
                                     config.service_tier)  # fmt: skip
         if reason is not None or costs is None:
             return [f"{head}, sent inline{reason or ''}; batch submit: inline"]
         return [f"{head}, from one context cache: saves ${costs.saved:.4f} of input against "
                 f"inline for ${costs.storage:.4f} of storage ({tokens:,} tokens x "
-                f"{costs.hours:g} h), net ${costs.net:.4f}; batch submit: inline"]
+                f"{ttl_text(costs.hours * 3600)}), net ${costs.net:.4f}; batch submit: inline"]
 
     def _counts(self) -> str:
         noun = "image" if self.config.media == {"image"} else "item"

@@ -93,7 +93,8 @@ async def test_too_few_items_to_pay_for_the_storage_go_inline(
     gemini_env: GeminiEmulator, capsys, write_files, guide: Path
 ) -> None:
     one = write_files({"only.jpg": jpeg(seed=9)}, "one")
-    out = await describe_run(capsys, [str(one)], context=(str(guide),), cache=False)
+    out = await describe_run(capsys, [str(one)], context=(str(guide),), cache=False,
+                             cache_ttl=3600)  # an hour of storage for 1 item
     assert gemini_env.contexts.stats.created == 0
     assert "a context cache would cost $" in out.stderr and "on 1 items" in out.stderr
 
@@ -155,7 +156,7 @@ async def test_the_library_counts_a_list_of_sources_too(
     from describer import Config, describe_stream
 
     one = write_files({"only.jpg": jpeg(seed=9)}, "one")
-    config = Config(context=(str(guide),), cache=False)
+    config = Config(context=(str(guide),), cache=False, cache_ttl=3600)
     results = [r async for r in describe_stream([str(one)], config)]
     assert results[0].error is None
     assert gemini_env.contexts.stats.created == 0  # one item does not pay for an hour's storage
@@ -169,7 +170,17 @@ async def test_max_cost_counts_the_caches_storage(
     # (an image billed at Gemini 3's 1,120 tokens): $0.012 would take 4 items, but only 1
     # after the cache's ~$0.005 of storage
     out = await describe_run(capsys, [str(photos)], context=(str(guide),), cache=False,
-                             max_cost=0.012, concurrency=1)
+                             max_cost=0.012, concurrency=1, cache_ttl=3600)
     assert out.code == 3 and "--max-cost $0.012 reached" in out.stderr
     assert len(out.records) == 1
     assert gemini_env.contexts.stats.deleted == 1
+
+
+async def test_without_cache_ttl_the_cache_lives_the_runs_estimated_length(
+    gemini_env: GeminiEmulator, capsys, photos: Path, guide: Path
+) -> None:
+    out = await describe_run(capsys, [str(photos)], context=(str(guide),), cache=False)
+    cached = out.records[0]["usage"]["cached_tokens"]
+    assert cached > 0 and "tokens for 5 min, read by every call" in out.stderr
+    # 6 items at -c 16 take seconds: the 5-minute floor, not Gemini's default hour
+    assert gemini_env.contexts.stats.storage_token_seconds == pytest.approx(cached * 300)

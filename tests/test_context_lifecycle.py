@@ -158,7 +158,7 @@ async def test_batch_requests_carry_the_shared_part_inline(
 
 def test_dry_run_shows_the_caches_arithmetic(write_files, guide: Path) -> None:
     folder = write_files({f"p{i}.jpg": jpeg(seed=i) for i in range(40)})
-    done = cli([str(folder), "--context", str(guide), "--dry-run"], {})
+    done = cli([str(folder), "--context", str(guide), "--dry-run", "--cache-ttl", "3600"], {})
     assert done.returncode == 0, done.stderr
     assert "examples and --context: ~4,928 tokens with each of 40 items (197,120 in all), " \
            "from one context cache: saves $0.1331 of input against inline for $0.0049 of " \
@@ -169,3 +169,17 @@ def test_dry_run_shows_the_caches_arithmetic(write_files, guide: Path) -> None:
     assert "with $0.0049 of context cache storage" in standard[0]
     assert "sent inline (--no-context-cache)" in inline.stderr
     assert "storage" not in plain[0] and standard != plain
+
+
+@pytest.mark.parametrize(("options", "ttl"), [
+    ([], "5 min"),  # 40 items at -c 16, ~3 s a call: seconds of work, so the 5-minute floor
+    (["--rpm", "2"], "25 min"),  # 40 items at 2 a minute: 20 min, and a quarter more
+    (["--rpm", "2", "--cache-ttl", "7200"], "2 h"),  # as asked
+])
+def test_the_caches_ttl_follows_the_runs_estimated_length(
+    write_files, guide: Path, options: list[str], ttl: str
+) -> None:
+    folder = write_files({f"p{i}.jpg": jpeg(seed=i) for i in range(40)})
+    done = cli([str(folder), "--context", str(guide), "--dry-run", *options], {})
+    assert done.returncode == 0, done.stderr
+    assert f"storage (4,928 tokens x {ttl})" in done.stderr

@@ -115,8 +115,8 @@ context_options = options(
 #: in each request).
 context_cache_options = options(
     click.option("--cache-ttl", type=click.FloatRange(min=60), metavar="S",
-                 default=DEFAULT_CACHE_TTL, show_default=True,
-                 help="Seconds the context cache lives; extended when the run outlives it."),
+                 help="Seconds the context cache lives; extended when the run outlives it "
+                      f"[default: the run's estimated length, 300-{DEFAULT_CACHE_TTL:g}]."),
     click.option("--context-cache/--no-context-cache", default=True, show_default=True,
                  help="Send examples and --context once, as a Gemini context cache, when "
                       "that is cheaper; --no-context-cache: inline with every request."),

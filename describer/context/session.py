@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import gemini
-from ..config import Config
+from ..config import DEFAULT_CACHE_TTL, Config
 from ..cost import context_cache_costs, price_of
 from ..errors import ItemFailure
 from ..gemini.connection import endpoint
 from ..retries import call_with_retries
 from . import ledger
-from .plan import inline_reason, needed_items
+from .plan import count_cap, inline_reason, ttl_text, with_ttl
 from .shared import SharedContext, load_shared
 
 if TYPE_CHECKING:
@@ -84,10 +84,16 @@ class RunContext:
         self.clock = clock  # seconds: when the cache was made, when it expires
         self._lock = asyncio.Lock()
 
+    @property
+    def ttl(self) -> float:
+        """Seconds the cache is set to live, and each extension (``cache_ttl``, set by the
+        decision: :func:`.plan.with_ttl`)."""
+        return self.config.cache_ttl or DEFAULT_CACHE_TTL
+
     def use_cache(self, name: str, tokens: int) -> None:
         """Send the shared part by the cache ``name`` from now on."""
         now = self.clock()
-        self.cache = CacheState(name, tokens, now, now + self.config.cache_ttl)
+        self.cache = CacheState(name, tokens, now, now + self.ttl)
         self.prefix = []
         self.settings = gemini.generation_config(self.config, name)
 
@@ -98,19 +104,19 @@ class RunContext:
         cache = self.cache
         if cache is None or cache.deleted:
             return
-        margin = min(EXTEND_MARGIN_S, self.config.cache_ttl / 10)
+        margin = min(EXTEND_MARGIN_S, self.ttl / 10)
         if self.clock() < cache.expires - margin:
             return
         async with self._lock:
             if self.clock() < cache.expires - margin:
                 return
             try:
-                await gemini.extend_cache(self._client, cache.name, self.config.cache_ttl)
+                await gemini.extend_cache(self._client, cache.name, self.ttl)
             except ItemFailure as failure:
                 log.warning("could not extend context cache %s: %s", cache.name,
                             failure.error.message)
                 return
-            cache.expires = self.clock() + self.config.cache_ttl
+            cache.expires = self.clock() + self.ttl
             cache.extensions += 1
             ledger.remember(_entry(self.config, cache, self.clock))
 
@@ -193,10 +199,10 @@ async def _decide(context: RunContext, connection: gemini.Connection,
                   count: Callable[[int], int] | None) -> None:  # fmt: skip
     """Make the cache, or say why the shared part goes inline (:mod:`.plan`)."""
     config, tokens = context.config, context.tokens
-    need = needed_items(config, tokens)
     items = None
-    if count is not None and need is not None and config.context_cache:
-        items = await asyncio.to_thread(count, need)
+    if count is not None and config.context_cache:
+        items = await asyncio.to_thread(count, count_cap(config))
+    config = context.config = with_ttl(config, items)  # the TTL from the run's length
     inline = f"describer: shared context of ~{tokens:,} tokens sent inline with every request"
     reason = inline_reason(config, tokens, items)
     if reason is not None:
@@ -207,7 +213,7 @@ async def _decide(context: RunContext, connection: gemini.Connection,
 
 async def _create(context: RunContext, connection: gemini.Connection, inline: str) -> None:
     config = context.config
-    settings = gemini.cache_config(context.shared, config, config.cache_ttl, "describer")
+    settings = gemini.cache_config(context.shared, config, context.ttl, "describer")
     try:
         made = await call_with_retries(
             lambda: gemini.create_cache(connection.client, config.model, settings),
@@ -223,8 +229,9 @@ async def _create(context: RunContext, connection: gemini.Connection, inline: st
     price = price_of(config.model)
     assert price is not None and price.cached is not None
     context.decision = (
-        f"describer: context cache {made.name}: {tokens:,} tokens for {config.cache_ttl / 3600:g}"
-        f" h, read by every call at ${price.cached:g} instead of ${price.input:g} per 1M "
+        f"describer: context cache {made.name}: {tokens:,} tokens for "
+        f"{ttl_text(context.ttl)}, read by every call at ${price.cached:g} instead of "
+        f"${price.input:g} per 1M "
         f"(storage ${context.storage_usd():.4f})")
 
 
