@@ -29,21 +29,24 @@ if TYPE_CHECKING:
 
 class Describer:
     """Asks the model about prepared items, under one throttle shared by the run;
-    ``on_quota`` hears of the quota every 429 names."""
+    ``on_quota`` hears of the quota every 429 names. ``throttle`` and ``spend``: limits
+    shared with others (a cluster's: :mod:`describer.ray.permits`), else the run's own."""
 
     def __init__(
         self,
         client: genai.Client,
         config: Config,
         on_quota: Callable[[Quota], None] | None = None,
+        throttle: Throttle | None = None,
+        spend: Spend | None = None,
     ) -> None:
         self._client = client
         self._config = config
         self._settings = gemini.generation_config(config)
-        self._throttle = Throttle(
+        self._throttle = throttle or Throttle(
             config.concurrency, config.rpm, config.tpm, config.quota_window, on_quota
         )
-        self._spend = Spend(config)
+        self._spend = spend or Spend(config)
         self._check = AnswerCheck(config.schema) if config.schema is not None else None
 
     async def answer(self, prepared: Prepared) -> Answer:
