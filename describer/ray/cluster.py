@@ -1,0 +1,132 @@
+"""``describe_dataset``: describer over a Ray Data dataset, one quota for the cluster.
+
+The quota keeper (:class:`~describer.ray.keeper.QuotaKeeper`) runs as one named Ray actor
+(no CPU reserved: it only paces); the describing runs in an actor pool of ``workers``
+actors (:class:`~describer.ray.worker.DescribeBatch`), each with ``config.concurrency``
+calls at once.
+
+Ray's own retries, and why: a pool actor that dies (its node lost, the process killed) is
+restarted without limit (``max_restarts=-1``) and its tasks are retried without limit
+(``max_task_retries=-1``), Ray Data's defaults for actor pools, set here explicitly because
+they are safe only with the batch journals: a retried batch resumes its journal and pays
+for nothing twice (:mod:`describer.ray.worker`). A batch that raises (a bug; a
+``ConfigError`` such as a missing column) is not retried by Ray (an application error) and
+fails the dataset. The keeper restarts too; a restarted keeper starts its pacing afresh and
+forgets learned quotas and a stop (the next 429 teaches it again).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+from ..config import Config
+from .keeper import PERMIT_BATCH, QuotaKeeper, Stop
+from .worker import DescribeBatch
+
+#: Rows per batch given to an actor. Each batch is one journal file and one connection; a
+#: batch much larger than ``concurrency + prefetch`` keeps the pipeline full to the end of
+#: the batch, but a retried batch repeats its download of the journal's keys' rows only.
+DEFAULT_BATCH_ROWS = 256
+#: Logical CPUs each pool actor asks of Ray: describer's work is network-bound, and a whole
+#: CPU per actor on a small machine starves Ray Data's read tasks (the job hangs).
+WORKER_CPUS = 0.5
+#: Environment variables describer reads that the actors get from the driver.
+PASSED_ENVIRON = ("DESCRIBER_HOME", "GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL")
+#: Keeper actors this driver started, by name: a handle held here keeps the actor alive
+#: for as long as the driver runs (an actor whose handles are all gone is ended by Ray).
+_KEEPERS: dict[str, Any] = {}
+
+
+def start_keeper(config: Config, workers: int, name: str | None = None) -> str:
+    """Start the run's quota keeper actor for ``workers`` workers; its name. Raises
+    :class:`~describer.errors.ConfigError` (in the actor's constructor, raised here) as
+    :class:`~describer.limits.spend.Spend` does."""
+    import ray
+
+    name = name or f"describer-quota-{uuid.uuid4().hex[:12]}"
+    actor = ray.remote(QuotaKeeper).options(
+        name=name, num_cpus=0, max_restarts=-1, max_task_retries=-1
+    )
+    handle = actor.remote(config, workers)
+    ray.get(handle.stopped.remote())  # started, its constructor's errors raised here
+    _KEEPERS[name] = handle
+    return name
+
+
+def keeper_stop(name: str) -> Stop | None:
+    """Why the run under keeper ``name`` stopped (None: it was not stopped)."""
+    import ray
+
+    return ray.get(_keeper(name).stopped.remote())
+
+
+def keeper_pace(name: str) -> dict[str, Any]:
+    """The keeper's pace now and its counts: ``rpm``, ``tpm``, ``granted``, ``grants``."""
+    import ray
+
+    handle = _keeper(name)
+    pace = ray.get(handle.pace.remote())
+    return pace | ray.get(handle.counts.remote())
+
+
+def end_keeper(name: str) -> None:
+    """End the keeper actor ``name`` (its run is over)."""
+    import ray
+
+    handle = _KEEPERS.pop(name, None)
+    if handle is not None:
+        ray.kill(handle)
+
+
+def describe_dataset(
+    ds: Any,
+    config: Config,
+    *,
+    workers: int = 2,
+    journal_dir: str | os.PathLike[str] | None = None,
+    keeper: str | None = None,
+    batch_size: int = DEFAULT_BATCH_ROWS,
+    permit_batch: int = PERMIT_BATCH,
+    num_cpus: float = WORKER_CPUS,
+) -> Any:
+    """``ds`` (a ``ray.data.Dataset`` with a ``config.url_col`` column, and
+    ``config.id_col`` when set) with each row's record as columns
+    (:mod:`describer.ray.rows`), lazily, like any ``map_batches``.
+
+    ``workers`` actors describe batches of ``batch_size`` rows under one quota: the keeper
+    named ``keeper`` (else one is started, :func:`start_keeper`), asked for
+    ``permit_batch`` permits at most at a time. ``journal_dir``: where each batch's journal
+    goes (a folder every node can write: retried tasks then pay for nothing twice); None
+    keeps no journal. Requires ``ray.init`` (or a running cluster) and ``describer[ray]``.
+    """
+    import ray
+
+    name = keeper or start_keeper(config, workers)
+    environ = {k: os.environ[k] for k in PASSED_ENVIRON if k in os.environ}
+    if journal_dir is not None:
+        os.makedirs(journal_dir, exist_ok=True)
+    kwargs = {
+        "config": config, "keeper": name,
+        "namespace": ray.get_runtime_context().namespace,
+        "journal_dir": None if journal_dir is None else os.fspath(journal_dir),
+        "environ": environ, "permit_batch": permit_batch,
+    }  # fmt: skip
+    return ds.map_batches(
+        DescribeBatch, fn_constructor_kwargs=kwargs,
+        compute=ray.data.ActorPoolStrategy(size=workers), batch_size=batch_size,
+        batch_format="pyarrow", num_cpus=num_cpus, ray_remote_args_fn=actor_retries,
+    )  # fmt: skip
+
+
+def actor_retries() -> dict[str, int]:
+    """The pool actors' Ray options: restarted, and their tasks retried, without limit (see
+    the module docstring)."""
+    return {"max_restarts": -1, "max_task_retries": -1}
+
+
+def _keeper(name: str) -> Any:
+    import ray
+
+    return _KEEPERS.get(name) or ray.get_actor(name)
