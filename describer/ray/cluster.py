@@ -7,9 +7,11 @@ calls at once.
 
 Ray's own retries, and why: a pool actor that dies (its node lost, the process killed) is
 restarted without limit (``max_restarts=-1``) and its tasks are retried without limit
-(``max_task_retries=-1``), Ray Data's defaults for actor pools, set here explicitly because
-they are safe only with the batch journals: a retried batch resumes its journal and pays
-for nothing twice (:mod:`describer.ray.worker`). A batch that raises (a bug; a
+(``max_task_retries=-1``). These are Ray Data's defaults for actor pools (Ray 2.60 sets them
+unless ``map_batches`` is given others; passing them explicitly is deprecated there), and
+they are safe here only because of the batch journals: a retried batch resumes its journal
+and pays for nothing twice (:mod:`describer.ray.worker`; the test that kills an actor
+mid-run holds both to it). A batch that raises (a bug; a
 ``ConfigError`` such as a missing column) is not retried by Ray (an application error) and
 fails the dataset. The keeper restarts too; a restarted keeper starts its pacing afresh and
 forgets learned quotas and a stop (the next 429 teaches it again).
@@ -116,14 +118,8 @@ def describe_dataset(
     return ds.map_batches(
         DescribeBatch, fn_constructor_kwargs=kwargs,
         compute=ray.data.ActorPoolStrategy(size=workers), batch_size=batch_size,
-        batch_format="pyarrow", num_cpus=num_cpus, ray_remote_args_fn=actor_retries,
+        batch_format="pyarrow", num_cpus=num_cpus,
     )  # fmt: skip
-
-
-def actor_retries() -> dict[str, int]:
-    """The pool actors' Ray options: restarted, and their tasks retried, without limit (see
-    the module docstring)."""
-    return {"max_restarts": -1, "max_task_retries": -1}
 
 
 def _keeper(name: str) -> Any:

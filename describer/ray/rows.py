@@ -30,13 +30,12 @@ _LEADING = ("key", "description", "error_type", "error_message")
 
 
 def batch_sources(batch: Any, config: Config) -> list[Source]:
-    """One source per row of ``batch`` (a ``pyarrow.Table``), in order. A row without a
-    usable value is an ``INVALID`` source saying why (its record is an error), as in a
-    table source. Raises :class:`~describer.errors.ConfigError` when the url or id column
-    is missing."""
-    spec = TableSpec(url_col=config.url_col, id_col=config.id_col)
-    spec.needed(batch.schema.names, "the dataset")
-    columns = [c for c in (config.url_col, config.id_col) if c]
+    """One source per row of ``batch`` (a ``pyarrow.Table``), in order, with its id and
+    its ``--keep-cols`` as ``meta`` (what the journal's records keep). A row without a usable
+    value is an ``INVALID`` source saying why (its record is an error), as in a table
+    source. Raises :class:`~describer.errors.ConfigError` when a named column is missing."""
+    spec = TableSpec.of(config)
+    columns = spec.needed(batch.schema.names, "the dataset") or batch.schema.names
     values = {name: batch.column(name).to_pylist() for name in columns}
     rows: Iterator[dict[str, Any]] = (
         {name: values[name][index] for name in columns} for index in range(batch.num_rows)
