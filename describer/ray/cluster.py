@@ -115,6 +115,9 @@ def describe_dataset(
         "journal_dir": None if journal_dir is None else os.fspath(journal_dir),
         "environ": environ, "permit_batch": permit_batch,
     }  # fmt: skip
+    # one block a batch, streamed: a table read as one block (a Parquet file of one row
+    # group) is spread over every actor, and a retried task is one batch
+    ds = ds.repartition(target_num_rows_per_block=batch_size)
     return ds.map_batches(
         DescribeBatch, fn_constructor_kwargs=kwargs,
         compute=ray.data.ActorPoolStrategy(size=workers), batch_size=batch_size,
