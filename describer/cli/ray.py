@@ -94,14 +94,21 @@ async def ray_main(table: str, out_dir: Path, config: Config, settings: RaySetti
         import ray
     except ImportError:
         raise ConfigError("describe-images ray needs Ray: pip install 'describer[ray]'") from None
-    from ..ray.cluster import describe_dataset, end_keeper, keeper_stop, start_keeper
+    from ..ray.cluster import (
+        describe_dataset,
+        end_keeper,
+        keeper_stop,
+        local_cpus,
+        start_keeper,
+    )
     from ..ray.shards import done_keys, journal_dir, write_shards
 
     out_dir.mkdir(parents=True, exist_ok=True)
     done = done_keys(out_dir)
     started = time.monotonic()
-    ray.init(address=settings.address, include_dashboard=False, logging_level="WARNING",
-             ignore_reinit_error=True)  # fmt: skip
+    cpus = None if settings.address else local_cpus(settings.workers)
+    ray.init(address=settings.address, num_cpus=cpus, include_dashboard=False,
+             logging_level="WARNING", ignore_reinit_error=True)  # fmt: skip
     ray.data.DataContext.get_current().enable_progress_bars = bool(config.progress)
     keeper = start_keeper(config, settings.workers)
     try:

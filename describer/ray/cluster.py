@@ -19,6 +19,8 @@ forgets learned quotas and a stop (the next 429 teaches it again).
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import uuid
 from typing import Any
@@ -27,10 +29,15 @@ from ..config import Config
 from .keeper import PERMIT_BATCH, QuotaKeeper, Stop
 from .worker import DescribeBatch
 
+log = logging.getLogger("describer")
 #: Rows per batch given to an actor. Each batch is one journal file and one connection; a
 #: batch much larger than ``concurrency + prefetch`` keeps the pipeline full to the end of
 #: the batch, but a retried batch repeats its download of the journal's keys' rows only.
 DEFAULT_BATCH_ROWS = 256
+#: Batches an actor works on at once (each a task of its own: one block is one batch): the
+#: next batch's downloads overlap the last calls of the one before, and its journal and
+#: connection are opened meanwhile. They share the actor's concurrency slots and permits.
+BATCHES_PER_ACTOR = 4
 #: Logical CPUs each pool actor asks of Ray: describer's work is network-bound, and a whole
 #: CPU per actor on a small machine starves Ray Data's read tasks (the job hangs).
 WORKER_CPUS = 0.5
@@ -105,6 +112,7 @@ def describe_dataset(
     """
     import ray
 
+    _check_room(ray.cluster_resources().get("CPU", 0.0), workers * num_cpus)
     name = keeper or start_keeper(config, workers)
     environ = {k: os.environ[k] for k in PASSED_ENVIRON if k in os.environ}
     if journal_dir is not None:
@@ -120,9 +128,30 @@ def describe_dataset(
     ds = ds.repartition(target_num_rows_per_block=batch_size)
     return ds.map_batches(
         DescribeBatch, fn_constructor_kwargs=kwargs,
-        compute=ray.data.ActorPoolStrategy(size=workers), batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(
+            size=workers, max_tasks_in_flight_per_actor=BATCHES_PER_ACTOR,
+            max_concurrent_calls_per_actor=BATCHES_PER_ACTOR),
+        batch_size=batch_size,
         batch_format="pyarrow", num_cpus=num_cpus,
     )  # fmt: skip
+
+
+def local_cpus(workers: int, num_cpus: float = WORKER_CPUS) -> int:
+    """Logical CPUs to start a local Ray with: the machine's, plus the pool's own share, so
+    the pool never takes the CPUs Ray Data's read and repartition tasks need (with every
+    logical CPU held by actors, those tasks wait for ever and the dataset hangs)."""
+    return (os.cpu_count() or 1) + math.ceil(workers * num_cpus)
+
+
+def _check_room(cluster_cpus: float, pool_cpus: float) -> None:
+    """Warn when the actor pool leaves less than one logical CPU for the dataset's tasks."""
+    if cluster_cpus - pool_cpus < 1:
+        log.warning(
+            "the actor pool asks for %g of the cluster's %g logical CPUs: Ray Data's read "
+            "tasks may never run (give fewer workers or num_cpus, or ray.init(num_cpus=...) "
+            "more logical CPUs; describer's actors wait on the network, not the CPU)",
+            pool_cpus, cluster_cpus,
+        )
 
 
 def _keeper(name: str) -> Any:
