@@ -96,7 +96,7 @@ def _lock_holders(paths: list[Path]) -> dict[int, int]:
     with open("/proc/locks") as locks:
         for line in locks:
             fields = line.split()
-            if "FLOCK" in fields:
+            if fields[1:2] == ["FLOCK"]:  # held, not waited for ("1: -> FLOCK ...")
                 pid, where = int(fields[4]), fields[5]
                 inode = int(where.rsplit(":", 1)[1])
                 if inode in inodes:
