@@ -26,6 +26,7 @@ import uuid
 from typing import Any
 
 from ..config import Config
+from ..limits.spend import Spend
 from .keeper import PERMIT_BATCH, QuotaKeeper, Stop
 from .worker import DescribeBatch
 
@@ -50,17 +51,16 @@ _KEEPERS: dict[str, Any] = {}
 
 def start_keeper(config: Config, workers: int, name: str | None = None) -> str:
     """Start the run's quota keeper actor for ``workers`` workers; its name. Raises
-    :class:`~describer.errors.ConfigError` (in the actor's constructor, raised here) as
-    :class:`~describer.limits.spend.Spend` does."""
+    :class:`~describer.errors.ConfigError` as :class:`~describer.limits.spend.Spend` does
+    (checked here, so the actor's start is not waited for: the pool starts meanwhile)."""
     import ray
 
+    Spend(config)
     name = name or f"describer-quota-{uuid.uuid4().hex[:12]}"
     actor = ray.remote(QuotaKeeper).options(
         name=name, num_cpus=0, max_restarts=-1, max_task_retries=-1
     )
-    handle = actor.remote(config, workers)
-    ray.get(handle.stopped.remote())  # started, its constructor's errors raised here
-    _KEEPERS[name] = handle
+    _KEEPERS[name] = actor.remote(config, workers)
     return name
 
 
