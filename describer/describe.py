@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 class Describer:
     """Asks the model about prepared items, under one throttle shared by the run;
     ``on_quota`` hears of the quota every 429 names; ``context``: the run's shared part
-    (its turns or its cache, and its tokens in each call's estimate)."""
+    (its turns or its cache, and its tokens in each call's estimate). ``throttle`` and
+    ``spend``: limits shared with others (a cluster's: :mod:`describer.ray.permits`), else
+    the run's own."""
 
     def __init__(
         self,
@@ -42,6 +44,8 @@ class Describer:
         config: Config,
         on_quota: Callable[[Quota], None] | None = None,
         context: RunContext | None = None,
+        throttle: Throttle | None = None,
+        spend: Spend | None = None,
     ) -> None:
         self._client = client
         self._config = config
@@ -49,10 +53,10 @@ class Describer:
         self._settings = context.settings if context else gemini.generation_config(config)
         self._prefix = context.prefix if context else []
         self._shared_tokens = context.tokens if context and context.digest else 0
-        self._throttle = Throttle(
+        self._throttle = throttle or Throttle(
             config.concurrency, config.rpm, config.tpm, config.quota_window, on_quota
         )
-        self._spend = Spend(config)
+        self._spend = spend or Spend(config)
         if context is not None:  # --max-cost counts the context cache's storage as spent
             self._spend.spent += context.storage_usd()
         self._check = AnswerCheck(config.schema) if config.schema is not None else None

@@ -136,11 +136,12 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _chunks(records: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+def chunks(records: Iterator[dict[str, Any]], size: int = CHUNK) -> Iterator[list[dict[str, Any]]]:
+    """``records`` in lists of ``size`` (the last one shorter)."""
     chunk: list[dict[str, Any]] = []
     for record in records:
         chunk.append(record)
-        if len(chunk) == CHUNK:
+        if len(chunk) == size:
             yield chunk
             chunk = []
     if chunk:
@@ -154,7 +155,7 @@ def _write_parquet(records: Iterator[dict[str, Any]], shape: Shape, path: Path) 
     schema = arrow_schema(shape, {"writer": f"describer {__version__}"})
     rows = 0
     with pq.ParquetWriter(path, schema) as writer:
-        for chunk in _chunks(records):
+        for chunk in chunks(records):
             table = pa.Table.from_pylist([nested_row(r, shape) for r in chunk], schema=schema)
             writer.write_table(table)
             rows += len(chunk)

@@ -28,7 +28,8 @@ from .describe import Describer
 from .download import MAX_RETRY_AFTER_S, source_bytes
 from .embed import Embedder, embed_results
 from .errors import ItemFailure, QuotaExhausted, redact
-from .limits import ByteBudget, Lease
+from .limits import ByteBudget, Lease, Throttle
+from .limits.spend import Spend
 from .limits.watch import QuotaWatch
 from .model import ErrorType, ItemError, Prepared, Result, Source, SourceKind
 from .prepare import PREPARE_POOL, plan, prepare
@@ -183,7 +184,8 @@ async def _prepare(data: bytes, config: Config, lease: Lease | None) -> Prepared
 class Pipeline:
     """Runs items through the stages under the run's concurrency and byte bounds; with a
     ``cache``, an answer already paid for (in the cache file, or being made for an item of
-    this run with the same bytes) is taken instead of a model call."""
+    this run with the same bytes) is taken instead of a model call. ``limits``: a throttle
+    and a spend shared beyond this pipeline (a cluster's), else its own."""
 
     def __init__(
         self,
@@ -192,12 +194,14 @@ class Pipeline:
         watch: QuotaWatch | None = None,
         cache: ResultCache | None = None,
         context: RunContext | None = None,
+        limits: tuple[Throttle, Spend] | None = None,
     ) -> None:
         self._config = config
         self._connection = connection
         self._watch = watch
+        throttle, spend = limits or (None, None)
         self._describer = Describer(connection.client, config, watch and watch.learned,
-                                    context)
+                                    context, throttle, spend)
         self._budget = ByteBudget(config.byte_budget)
         self._cache = cache or ResultCache(None)
 

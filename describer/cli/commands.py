@@ -27,12 +27,14 @@ from ..report import Progress
 from ..runner import run
 from .options import (
     HELP,
+    cache_option,
     connection_options,
     context_cache_options,
     context_options,
     embed_options,
     index_option,
     input_options,
+    limit_options,
     model_options,
     output_option,
     service_tier_option,
@@ -66,22 +68,11 @@ def cli() -> None:
 @context_cache_options
 @service_tier_option
 @input_options
-@click.option("--rpm", type=click.IntRange(min=1), envvar="DESCRIBER_RPM",
-              help="Requests per minute of your quota: paced so none is refused "
-                   "(env DESCRIBER_RPM).")
-@click.option("--tpm", type=click.IntRange(min=1), envvar="DESCRIBER_TPM",
-              help="Input tokens per minute of your quota (env DESCRIBER_TPM).")
-@click.option("--max-cost", type=click.FloatRange(min=0, min_open=True), metavar="USD",
-              envvar="DESCRIBER_MAX_COST",
-              help="Stop taking items once the estimated spend, calls in flight included, "
-                   "would pass USD (exit 3; a rerun continues; env DESCRIBER_MAX_COST).")
+@limit_options
 @connection_options
 @output_option
 @click.option("--overwrite", is_flag=True, help="Start -o FILE afresh instead of resuming it.")
-@click.option("--cache/--no-cache", default=True, show_default=True,
-              help="Take answers already paid for (same bytes, model, prompt and settings) "
-                   "from $DESCRIBER_HOME/cache.sqlite3, and keep new ones there; --no-cache: "
-                   "neither, and every item gets its own model call.")
+@cache_option
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: when stderr is a terminal].")
 @click.option("--embed", is_flag=True,

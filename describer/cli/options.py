@@ -159,6 +159,25 @@ input_options = options(
                       "column)."),
 )  # fmt: skip
 
+limit_options = options(
+    click.option("--rpm", type=click.IntRange(min=1), envvar="DESCRIBER_RPM",
+                 help="Requests per minute of your quota: paced so none is refused "
+                      "(env DESCRIBER_RPM)."),
+    click.option("--tpm", type=click.IntRange(min=1), envvar="DESCRIBER_TPM",
+                 help="Input tokens per minute of your quota (env DESCRIBER_TPM)."),
+    click.option("--max-cost", type=click.FloatRange(min=0, min_open=True), metavar="USD",
+                 envvar="DESCRIBER_MAX_COST",
+                 help="Stop taking items once the estimated spend, calls in flight included, "
+                      "would pass USD (exit 3; a rerun continues; env DESCRIBER_MAX_COST)."),
+)  # fmt: skip
+
+cache_option = click.option(
+    "--cache/--no-cache", default=True, show_default=True,
+    help="Take answers already paid for (same bytes, model, prompt and settings) from "
+         "$DESCRIBER_HOME/cache.sqlite3, and keep new ones there; --no-cache: neither, and "
+         "every item gets its own model call.",
+)  # fmt: skip
+
 connection_options = options(
     click.option("--base-url",
                  help="Gemini endpoint (default: GOOGLE_GEMINI_BASE_URL, else Google's)."),

@@ -215,7 +215,6 @@ class Throttle:
         try:
             await self._turn(estimated_tokens)
             permit.sent_at = time.monotonic()
-            self._sent += 1
             self._probe.sent()
             yield permit
             outcome = "ok"
@@ -262,14 +261,26 @@ class Throttle:
         if tpm is not None and extra > 0:
             self._tokens.defer(extra * self._paced_over / tpm)
 
-    async def _turn(self, tokens: int) -> None:
-        """Wait for the gate, then the request and token pacers; again if a 429 closed the
-        gate meanwhile (the paced slot is given up)."""
+    async def admit(self, tokens: int, count: int = 1) -> float:
+        """Wait until ``count`` calls of ``tokens`` estimated input tokens each may start,
+        and charge the pacers for all of them; the seconds to leave between them (their even
+        spacing under the pace now). Raises :class:`QuotaExhausted` once a quota stopped the
+        run. The concurrency slots are not taken: :meth:`permit` takes one per call; a
+        cluster's quota keeper (:mod:`describer.ray.keeper`) grants ``count`` at once."""
+        await self._turn(tokens, count)
+        for _ in range(count):
+            self._probe.sent()
+        return max(self._request_gap(), self._token_gap(tokens))
+
+    async def _turn(self, tokens: int, count: int = 1) -> None:
+        """Wait for the gate, then the request and token pacers (held ``count`` calls'
+        worth); again if a 429 closed the gate meanwhile (the paced slots are given up)."""
         while True:
             await self.gate.wait()
-            await self._requests.take(self._request_gap, self.gate.sleep)
-            await self._tokens.take(lambda: self._token_gap(tokens), self.gate.sleep)
+            await self._requests.take(lambda: count * self._request_gap(), self.gate.sleep)
+            await self._tokens.take(lambda: self._token_gap(count * tokens), self.gate.sleep)
             if self.gate.is_open:
+                self._sent += count
                 return
             self.gate.check()
 
@@ -281,6 +292,12 @@ class Throttle:
     def _token_gap(self, tokens: int) -> float:
         tpm = self.tpm
         return tokens * self._paced_over / tpm if tpm else 0.0
+
+    def refused(self, failure: ItemFailure, sent_at: float) -> None:
+        """A call sent at ``sent_at`` (``time.monotonic``) met the 429 ``failure`` outside
+        :meth:`permit` (a cluster worker's call, told to its quota keeper): act on it as on
+        one of this throttle's own. Raises :class:`QuotaExhausted` when it stops the run."""
+        self._refused(failure, sent_at)
 
     def _refused(self, failure: ItemFailure, sent_at: float) -> None:
         """After a 429: tell ``on_quota`` of every quota it names; stop at a per-day quota
