@@ -36,15 +36,19 @@ OUT = ROOT / "bench-out" / "batch"
 BIN = Path(sys.executable).parent
 
 
-def make_images() -> list[Path]:
-    """20 files: a 2 MP JPEG and a 640 px WEBP of each sample photo."""
-    folder = OUT / "images"
+#: (size in px, Pillow format, suffix) of the variants made of each sample photo.
+VARIANTS = (((1600, 1200), "JPEG", "jpg"), ((640, 480), "WEBP", "webp"))
+
+
+def make_images(folder: Path = OUT / "images", variants: tuple = VARIANTS) -> list[Path]:
+    """Each of ``variants`` (size, Pillow format, suffix) of each sample photo, made once in
+    ``folder``: 20 files by default (a 2 MP JPEG and a 640 px WEBP of each)."""
     folder.mkdir(parents=True, exist_ok=True)
     made = []
     for photo in sorted((ROOT / "samples").glob("*.[jp][pn]g")):
         with Image.open(photo) as source:
             rgb = source.convert("RGB")
-        for size, fmt, suffix in (((1600, 1200), "JPEG", "jpg"), ((640, 480), "WEBP", "webp")):
+        for size, fmt, suffix in variants:
             target = folder / f"{photo.stem}.{suffix}"
             if not target.exists():
                 buffer = io.BytesIO()

@@ -19,7 +19,6 @@ Prints, per run, the model calls the emulator received, the records, how many sa
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess
@@ -29,8 +28,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench_batch import servers  # the same servers as the batch benchmark
-from PIL import Image
+from bench_batch import make_images, servers  # the batch benchmark's images and servers
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench-out" / "cache"
@@ -38,24 +36,6 @@ BIN = Path(sys.executable).parent
 #: (size in px, Pillow format, suffix) of the three variants made of each sample photo.
 VARIANTS = (((1600, 1200), "JPEG", "jpg"), ((1200, 900), "JPEG", "1mp.jpg"),
             ((640, 480), "WEBP", "webp"))  # fmt: skip
-
-
-def make_images() -> list[Path]:
-    """30 files: three variants of each of the 10 sample photos."""
-    folder = OUT / "images"
-    folder.mkdir(parents=True, exist_ok=True)
-    made = []
-    for photo in sorted((ROOT / "samples").glob("*.[jp][pn]g")):
-        with Image.open(photo) as source:
-            rgb = source.convert("RGB")
-        for size, fmt, suffix in VARIANTS:
-            target = folder / f"{photo.stem}.{suffix}"
-            if not target.exists():
-                buffer = io.BytesIO()
-                rgb.resize(size).save(buffer, format=fmt, quality=88)
-                target.write_bytes(buffer.getvalue())
-            made.append(target)
-    return made
 
 
 def calls(emu_url: str) -> int:
@@ -85,7 +65,7 @@ def main() -> None:
     parser.add_argument("--urls", type=int, default=100, help="URLs (of 30 distinct images)")
     parser.add_argument("--send", default="bytes", help="--send mode of the runs [bytes]")
     args = parser.parse_args()
-    files = make_images()
+    files = make_images(OUT / "images", VARIANTS)
     with servers(OUT / "images", "--latency", "0.5-1.5") as (emu_url, img_url):
         run(args.urls, files, emu_url, img_url, args.send)
 
