@@ -6,7 +6,7 @@ folders, files, stdin; repeats dropped; with ``-o FILE`` the sources it already 
 are skipped). Input tokens per item are :func:`describer.limits.estimate_tokens`'s: on
 Gemini 3 an image costs a fixed number of tokens per media resolution, known without the
 image; on Gemini 2.5 and older it follows the size, read from a local file's header (Pillow
-opens lazily: nothing is decoded) and assumed for a URL (:data:`ASSUMED_URL_SIZE`). The
+opens lazily: nothing is decoded) and assumed for a URL (``limits.tokens.ASSUMED_IMAGE_SIZE``). The
 output is an assumption (:func:`describer.cost.assumed_output`) and is labelled as one.
 Examples and ``--context`` documents are counted the same way (local files read, URLs
 assumed images) and priced as a run would send them: from one context cache (cached
@@ -44,9 +44,6 @@ from .resume import scan
 from .sources import SourceReader, SourceStats, classify
 from .tables.columns import journal_of
 
-#: Size assumed for an image URL when the model's image tokens follow the size (Gemini 2.5
-#: and older): a dry run downloads nothing, so the size is unknown (1,548 tokens).
-ASSUMED_URL_SIZE = ASSUMED_IMAGE_SIZE
 HEAD = "describer: dry run: "
 
 
@@ -179,7 +176,7 @@ class DryRun:
             return basis + f"{RESOLUTION_IMAGE_TOKENS[level]:,} tokens an image at {level}"
         basis += "258 tokens per 768-px tile of an image (sizes read from file headers"
         if self.urls:
-            width, height = _scaled(ASSUMED_URL_SIZE, config.max_side)
+            width, height = _scaled(ASSUMED_IMAGE_SIZE, config.max_side)
             tokens = estimate_tokens(Media("image/jpeg", width, height, 0), "")
             basis += f"; URLs are not downloaded: each assumed {width}x{height}, {tokens:,} tokens"
         return basis + ")"
@@ -222,7 +219,7 @@ def _scan(config: Config, sources: Sequence[str], stdin: IO[str] | None) -> DryR
 def _shared_tokens(config: Config) -> int:
     """Estimated tokens of the examples and ``--context`` documents (0 without any): local
     files read (images from their headers, PDFs by pages, text by size), URLs taken for
-    images of :data:`ASSUMED_URL_SIZE`; plus the system instruction and each example's
+    images of :data:`ASSUMED_IMAGE_SIZE`; plus the system instruction and each example's
     prompt and answer."""
     pairs = list(config.examples)
     if config.examples_file is not None:
@@ -245,10 +242,10 @@ def _shared_tokens(config: Config) -> int:
 
 def _media_of(source: Source, config: Config) -> Media | None:
     """What ``source`` would be sent as, or None when it would fail before any call. A URL
-    is taken to be an image of :data:`ASSUMED_URL_SIZE` (its size matters on Gemini 2.5 and
+    is taken to be an image of :data:`ASSUMED_IMAGE_SIZE` (its size matters on Gemini 2.5 and
     older only)."""
     if source.kind is SourceKind.URL:
-        return Media("image/jpeg", *_scaled(ASSUMED_URL_SIZE, config.max_side), 0)
+        return Media("image/jpeg", *_scaled(ASSUMED_IMAGE_SIZE, config.max_side), 0)
     if source.kind is SourceKind.PATH:
         return _local_media(source.location, config)
     return None
