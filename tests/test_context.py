@@ -184,3 +184,25 @@ async def test_without_cache_ttl_the_cache_lives_the_runs_estimated_length(
     assert cached > 0 and "tokens for 5 min, read by every call" in out.stderr
     # 6 items at -c 16 take seconds: the 5-minute floor, not Gemini's default hour
     assert gemini_env.contexts.stats.storage_token_seconds == pytest.approx(cached * 300)
+
+
+async def test_the_items_are_counted_only_when_a_cache_could_be_made(
+    gemini_env: GeminiEmulator, tmp_path: Path, guide: Path
+) -> None:
+    from describer import Config, gemini
+    from describer.context.session import open_context
+
+    note = tmp_path / "note.md"
+    note.write_text("Say what the photo shows.")  # far under the 4,096-token minimum
+    counted: list[int] = []
+
+    def count(limit: int) -> int:
+        counted.append(limit)
+        return 6
+
+    for path in (note, guide):
+        config = Config(context=(str(path),), cache=False)
+        async with gemini.connect(config) as connection, \
+                open_context(config, connection, lambda line: None, count) as context:
+            assert (context.cache is None) == (path == note)
+    assert len(counted) == 1  # for the guide only: reading the input for nothing is not free

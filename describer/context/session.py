@@ -197,14 +197,17 @@ async def open_context(
 
 async def _decide(context: RunContext, connection: gemini.Connection,
                   count: Callable[[int], int] | None) -> None:  # fmt: skip
-    """Make the cache, or say why the shared part goes inline (:mod:`.plan`)."""
+    """Make the cache, or say why the shared part goes inline (:mod:`.plan`). The items
+    are counted only when a cache could be made at all (not under the model's minimum, nor
+    without cache prices, nor under ``--no-context-cache``)."""
     config, tokens = context.config, context.tokens
     items = None
-    if count is not None and config.context_cache:
+    reason = inline_reason(with_ttl(config, None), tokens, None)
+    if reason is None and count is not None:
         items = await asyncio.to_thread(count, count_cap(config))
     config = context.config = with_ttl(config, items)  # the TTL from the run's length
     inline = f"describer: shared context of ~{tokens:,} tokens sent inline with every request"
-    reason = inline_reason(config, tokens, items)
+    reason = reason or inline_reason(config, tokens, items)
     if reason is not None:
         context.decision = inline + reason
     else:
