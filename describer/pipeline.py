@@ -142,7 +142,7 @@ async def load_bytes(
     """:func:`load` as ``--send bytes`` does it: downloaded (or read) and prepared."""
     data = await _retried(lambda: source_bytes(source, session, config, lease), config)
     prepared = await _prepare(data, config, lease)
-    way = "file" if prepared.media.bytes > config.inline_limit else "bytes"
+    way = "file" if gemini.by_files_api(prepared.media, config) else "bytes"
     return replace(prepared, media=replace(prepared.media, sent_as=way))
 
 

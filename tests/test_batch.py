@@ -182,6 +182,8 @@ async def test_media_over_the_inline_limit_goes_by_the_files_api(
     assert stats.file_parts == 1 and stats.files_deleted == 1  # referenced once, then deleted
     assert not gemini_env.files.live
     assert {r.sha256 for r in gemini_env.stats.images} == {sha256(big), sha256(small)}
+    sent = {Path(r["source"]).name: r["image"]["sent_as"] for r in out.records}
+    assert sent == {"big.jpg": "file", "small.jpg": "bytes"}  # the record says how it went
 
 
 def _pdf(pages: int) -> bytes:

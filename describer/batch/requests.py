@@ -249,7 +249,7 @@ class RequestFiles:
         (None, None) and the bytes go inline."""
         if prepared.url is not None:
             return None, gemini.file_json(prepared.url, prepared.media.mime_type)
-        if prepared.media.bytes <= self._config.inline_limit:
+        if not gemini.by_files_api(prepared.media, self._config):
             return None, None
         client = self._connection.client
         uploaded = await retried(

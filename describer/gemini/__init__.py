@@ -11,6 +11,7 @@ No other module imports ``google.genai``.
 
 from .answers import interpret, interpret_json
 from .calls import (
+    by_files_api,
     cancel_batch,
     create_batch,
     create_cache,
@@ -41,6 +42,7 @@ from .failures import api_failure, gemini_errors, retry_delay
 __all__ = [
     "Connection",
     "api_failure",
+    "by_files_api",
     "cache_config",
     "cancel_batch",
     "check_credentials",

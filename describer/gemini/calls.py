@@ -21,7 +21,7 @@ from google.genai import types
 
 from ..config import Config
 from ..errors import ItemFailure
-from ..model import Answer, ErrorType, Prepared
+from ..model import Answer, ErrorType, Media, Prepared
 from ..retries import call_with_retries
 from .answers import interpret
 from .encoding import item_contents
@@ -55,6 +55,12 @@ async def generate(
     return interpret(response, latency_ms, config.max_output_tokens)
 
 
+def by_files_api(media: Media, config: Config) -> bool:
+    """Whether ``media`` goes by the Files API: over ``config.inline_limit`` (else inline),
+    for online calls and Batch API request lines alike."""
+    return media.bytes > config.inline_limit
+
+
 @asynccontextmanager
 async def media_part(
     client: genai.Client, prepared: Prepared, config: Config
@@ -67,7 +73,7 @@ async def media_part(
     if prepared.url is not None:
         yield types.Part.from_uri(file_uri=prepared.url, mime_type=mime)
         return
-    if prepared.media.bytes <= config.inline_limit:
+    if not by_files_api(prepared.media, config):
         yield types.Part.from_bytes(data=prepared.data, mime_type=mime)
         return
     uploaded = await call_with_retries(
