@@ -27,7 +27,9 @@ from describer.ray.cluster import describe_dataset, keeper_stop, start_keeper  #
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    # "local": a Ray of its own, even when another runs on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
+             log_to_driver=False)  # fmt: skip
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()

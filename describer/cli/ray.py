@@ -3,12 +3,14 @@
 Reads the table with Ray Data (Parquet, CSV, TSV, JSONL, or a list of URLs/paths one a
 line), drops the rows whose key OUT_DIR's journals already describe (resume), describes the
 rest on ``--workers`` actors under one quota (:mod:`describer.ray`), then makes OUT_DIR's
-Parquet shards from its journals. Without ``--address`` it starts a local Ray. Ray is
+Parquet shards from its journals. Without ``--address`` (or ``RAY_ADDRESS``) it starts a
+local Ray of its own, even when a cluster runs on the machine. Ray is
 imported here only when the command runs.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Coroutine
@@ -54,8 +56,10 @@ class RaySettings:
               type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the Parquet shards and the batch journals (resumed when it "
                    "exists; on a cluster, a folder every node sees).")
-@click.option("--address", help="Ray cluster to join (e.g. ray://head:10001, or auto) "
-                                "[default: start a local Ray].")
+@click.option("--address", envvar="RAY_ADDRESS",
+              help="Ray cluster to join: HOST:PORT of its head (the driver on a node of the "
+                   "cluster), ray://HOST:10001 (Ray Client), or auto [default: $RAY_ADDRESS, "
+                   "else start a local Ray].")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Actors describing at once, each with --concurrency calls.")
 @click.option("--batch-rows", type=click.IntRange(min=1), default=256, show_default=True,
@@ -95,10 +99,11 @@ async def ray_main(table: str, out_dir: Path, config: Config, settings: RaySetti
     except ImportError:
         raise ConfigError("describe-images ray needs Ray: pip install 'describer[ray]'") from None
     from ..ray.cluster import (
+        connect,
         describe_dataset,
         end_keeper,
+        keeper_pace,
         keeper_stop,
-        local_cpus,
         start_keeper,
     )
     from ..ray.shards import done_keys, journal_dir, write_shards
@@ -106,9 +111,7 @@ async def ray_main(table: str, out_dir: Path, config: Config, settings: RaySetti
     out_dir.mkdir(parents=True, exist_ok=True)
     done = done_keys(out_dir)
     started = time.monotonic()
-    cpus = None if settings.address else local_cpus(settings.workers)
-    ray.init(address=settings.address, num_cpus=cpus, include_dashboard=False,
-             logging_level="WARNING", ignore_reinit_error=True)  # fmt: skip
+    ours = connect(settings.address, settings.workers)
     ray.data.DataContext.get_current().enable_progress_bars = bool(config.progress)
     keeper = start_keeper(config, settings.workers)
     try:
@@ -120,18 +123,33 @@ async def ray_main(table: str, out_dir: Path, config: Config, settings: RaySetti
                                journal_dir=journal_dir(out_dir), batch_size=settings.batch_rows,
                                permit_batch=settings.permit_batch)  # fmt: skip
         counts = Counter[str]()
-        for batch in out.select_columns(["error_type"]).iter_batches(batch_format="pyarrow"):
+        # whole blocks, not select_columns: a projection is one more task per block, and
+        # its worker processes compete with the actors for the CPUs
+        for batch in out.iter_batches(batch_format="pyarrow", batch_size=None):
             counts.update(batch.column("error_type").to_pylist())
-        stop = keeper_stop(keeper)
+        stop, reach = keeper_stop(keeper), keeper_pace(keeper)
     finally:
         end_keeper(keeper)
-    shards = write_shards(out_dir)
-    return _report(counts, len(done), shards, stop, out_dir, time.monotonic() - started)
+    # Ray's shutdown waits on each of its processes to exit (1.3 s on 2 cores); the shards
+    # need no Ray, so they are written meanwhile
+    closing = threading.Thread(target=ray.shutdown if ours else _nothing, name="ray-shutdown")
+    closing.start()
+    try:
+        shards = write_shards(out_dir)
+    finally:
+        closing.join()
+    seconds = time.monotonic() - started
+    return _report(counts, len(done), shards, stop, out_dir, seconds, reach)
+
+
+def _nothing() -> None:
+    return None
 
 
 def _report(counts: Counter[str], skipped: int, shards: Any, stop: Any, out_dir: Path,
-            seconds: float) -> int:  # fmt: skip
-    """The summary lines on stderr; the exit code."""
+            seconds: float, reach: dict[str, Any]) -> int:  # fmt: skip
+    """The summary lines on stderr; the exit code. ``reach``: the keeper's counts (the
+    ``workers`` that asked it for permits, the ``nodes`` they ran on)."""
     from ..ray.rows import NOT_DONE
 
     rows = sum(counts.values())
@@ -140,7 +158,8 @@ def _report(counts: Counter[str], skipped: int, shards: Any, stop: Any, out_dir:
     say(f"describer: {rows} rows this run: {described} described, {failed} failed, "
         f"{not_done} not done, {skipped} skipped (done before); {out_dir}: {shards.rows} rows "
         f"in {shards.shards} shard(s), {shards.described} described; {seconds:.1f} s, "
-        f"{rows / max(seconds, 1e-9):.1f} rows/s")  # fmt: skip
+        f"{rows / max(seconds, 1e-9):.1f} rows/s; {reach['workers']} worker(s) on "
+        f"{reach['nodes']} node(s)")  # fmt: skip
     if stop is not None:
         say(f"describer: stopped: {stop.reason}; rerun the same command to continue")
         return EXIT_QUOTA
@@ -160,6 +179,11 @@ def read_table(table: str, config: Config, blocks: int) -> Any:
     if not Path(table).exists():
         raise ConfigError(f"{table}: no such file")
     if fmt == "parquet":
+        # Ray Data's DataSourceV2 Parquet reader (the default from Ray 2.60) starts up to 32
+        # FooterReader actors, each a process, for any read: on 2 cores that held the first
+        # request back 2-2.5 s (scripts/bench_ray.py). The V1 reader reads the footers in
+        # the driver (in tasks past a few hundred files) and starts no actors.
+        ray.data.DataContext.get_current().use_datasource_v2 = False
         return ray.data.read_parquet(table, override_num_blocks=blocks)
     if fmt in ("csv", "tsv"):
         parse = pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",")

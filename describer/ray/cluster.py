@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import uuid
 from typing import Any
 
@@ -43,6 +44,9 @@ BATCHES_PER_ACTOR = 4
 #: Logical CPUs each pool actor asks of Ray: describer's work is network-bound, and a whole
 #: CPU per actor on a small machine starves Ray Data's read tasks (the job hangs).
 WORKER_CPUS = 0.5
+#: Seconds to wait for a cluster's address to take a connection before giving up (Ray's own
+#: connect retries a closed port for many minutes: measured > 10 min with Ray 2.60).
+REACH_S = 10.0
 #: Environment variables describer reads that the actors get from the driver.
 PASSED_ENVIRON = ("DESCRIBER_HOME", "GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL")
 #: Keeper actors this driver started, by name: a handle held here keeps the actor alive
@@ -141,6 +145,48 @@ def describe_dataset(
         batch_size=batch_size,
         batch_format="pyarrow", num_cpus=num_cpus,
     )  # fmt: skip
+
+
+def connect(address: str | None, workers: int) -> bool:
+    """Join the Ray cluster at ``address`` (``HOST:PORT``, ``ray://HOST:PORT`` or
+    ``auto``), or start a local Ray of its own for ``workers`` pool actors (None), unless
+    this process already has Ray (a caller's ``ray.init``, left as it is); whether this call
+    did it, and so is to end it (``ray.shutdown``). Raises
+    :class:`~describer.errors.ConfigError` when the address does not answer within
+    :data:`REACH_S` (Ray itself retries for many minutes) or Ray refuses to start."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        _reach(address)
+    cpus = None if address else local_cpus(workers)
+    try:
+        # "local": a new Ray even when a cluster runs here (plain ray.init() would join it)
+        ray.init(address=address or "local", num_cpus=cpus, include_dashboard=False,
+                 logging_level="WARNING")  # fmt: skip
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        raise ConfigError(f"cannot start or join {where}: {_first_line(exc)}") from None
+    return True
+
+
+def _reach(address: str) -> None:
+    """Raise :class:`ConfigError` unless ``address``'s host takes a TCP connection (an
+    address without a port, such as ``auto``, is left to Ray)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_S).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ConfigError(f"cannot reach the Ray cluster at {address}: {reason}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def local_cpus(workers: int, num_cpus: float = WORKER_CPUS) -> int:

@@ -34,6 +34,8 @@ from ..quotas import Quota
 
 #: Permits a worker asks for at most in one grant (see the module docstring).
 PERMIT_BATCH = 8
+#: A worker as the keeper counts it: its Ray node's id and its process id.
+Worker = tuple[str, int]
 #: The quota a ``--max-cost`` stop is reported under (it is the run's own limit, not Gemini's).
 MAX_COST = Quota("dollars", "run")
 
@@ -113,11 +115,17 @@ class QuotaKeeper:
         self._cost_stop: Stop | None = None
         self.granted = 0  # permits granted so far
         self.grants = 0  # grant calls answered so far
+        self.workers: set[Worker] = set()  # the workers that asked
 
-    async def grant(self, count: int, tokens: int, report: Report | None = None) -> Grant:
+    async def grant(
+        self, count: int, tokens: int, report: Report | None = None, worker: Worker | None = None
+    ) -> Grant:
         """Up to ``count`` permits for calls of ``tokens`` estimated input tokens each,
         once the pacers allow them (this waits); fewer when ``--max-cost`` leaves room for
-        fewer; a stopped grant once the run is stopped. ``report`` is settled first."""
+        fewer; a stopped grant once the run is stopped. ``report`` is settled first;
+        ``worker`` (its node's id and its process id) is counted."""
+        if worker is not None:
+            self.workers.add(worker)
         if report:
             self.report(report)
         reserved = self._reserve(count, tokens)
@@ -166,8 +174,11 @@ class QuotaKeeper:
         return {"rpm": self._throttle.rpm, "tpm": self._throttle.tpm}
 
     def counts(self) -> dict[str, int]:
-        """Permits ``granted`` and grant calls answered (``grants``) so far."""
-        return {"granted": self.granted, "grants": self.grants}
+        """Permits ``granted``, grant calls answered (``grants``), and the ``workers`` that
+        asked and the ``nodes`` they are on, so far."""
+        nodes = {node for node, _ in self.workers}
+        return {"granted": self.granted, "grants": self.grants,
+                "workers": len(self.workers), "nodes": len(nodes)}  # fmt: skip
 
     def _reserve(self, count: int, tokens: int) -> list[float]:
         """Reserve up to ``count`` calls' estimated dollars; their amounts. When none fit

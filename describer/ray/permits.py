@@ -30,7 +30,7 @@ from ..limits import MIN_MARGIN_S, Permit, Throttle
 from ..limits.spend import Spend
 from ..model import Usage
 from ..quotas import Quota
-from .keeper import PERMIT_BATCH, Refusal, Report, Stop
+from .keeper import PERMIT_BATCH, Refusal, Report, Stop, Worker
 
 #: A permit not used within this many seconds of its time is dropped, not sent late: under a
 #: per-minute window, lateness up to the pacing margin (:data:`MIN_MARGIN_S`, and 2 s of a
@@ -41,7 +41,8 @@ LATE_S = MIN_MARGIN_S
 
 class ClusterThrottle(Throttle):
     """One worker's throttle under the cluster's keeper (see the module docstring):
-    ``config.concurrency`` calls at once, permits asked ``batch`` at most at a time."""
+    ``config.concurrency`` calls at once, permits asked ``batch`` at most at a time;
+    ``worker`` is who asks (told to the keeper, which counts workers and nodes)."""
 
     def __init__(
         self,
@@ -49,6 +50,7 @@ class ClusterThrottle(Throttle):
         config: Config,
         batch: int = PERMIT_BATCH,
         on_quota: Callable[[Quota], None] | None = None,
+        worker: Worker | None = None,
     ) -> None:
         super().__init__(config.concurrency, None, None, config.quota_window, on_quota)
         self.report = Report()  # told to the keeper with the next grant request
@@ -57,6 +59,7 @@ class ClusterThrottle(Throttle):
         self._permits: deque[float] = deque()  # when each permit held may be used
         self._asking = asyncio.Lock()
         self._waiting = 0
+        self._worker = worker
 
     async def flush(self) -> None:
         """Tell the keeper what is not yet told (the costs of the last calls)."""
@@ -115,7 +118,7 @@ class ClusterThrottle(Throttle):
     async def _ask(self, tokens: int) -> None:
         report, self.report = self.report, Report()
         count = min(self._batch, self._waiting)
-        grant = await self._keeper.grant.remote(count, tokens, report)
+        grant = await self._keeper.grant.remote(count, tokens, report, self._worker)
         if grant.stopped is not None:
             Throttle.stop(self, grant.stopped.quota, grant.stopped.reason)
             self.gate.check()

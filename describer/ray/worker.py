@@ -64,6 +64,7 @@ class DescribeBatch:
         os.environ.update(environ or {})
         self._config = config
         self._keeper = ray.get_actor(keeper, namespace=namespace)
+        self._node = ray.get_runtime_context().get_node_id()
         self._journals = Path(journal_dir) if journal_dir else None
         self._permit_batch = permit_batch
         self._limits: tuple[ClusterThrottle, ClusterSpend] | None = None
@@ -82,7 +83,9 @@ class DescribeBatch:
     def _shared_limits(self) -> tuple[ClusterThrottle, ClusterSpend]:
         """This actor's throttle and spend, made on its event loop by the first batch."""
         if self._limits is None:
-            throttle = ClusterThrottle(self._keeper, self._config, self._permit_batch)
+            worker = (self._node, os.getpid())
+            throttle = ClusterThrottle(self._keeper, self._config, self._permit_batch,
+                                       worker=worker)  # fmt: skip
             self._limits = (throttle, ClusterSpend(self._config, throttle))
         return self._limits
 
