@@ -43,19 +43,22 @@ class EmbedOutcome:
 
 class Embedder:
     """Calls ``embed_content`` for lists of texts, with the run's retry policy and limits;
-    ``on_quota`` hears of the quota every 429 names."""
+    ``on_quota`` hears of the quota every 429 names. ``throttle``: the limits to keep
+    instead of this process's own (``config.embed_rpm`` and ``config.concurrency``): on
+    Ray, a worker's share of the cluster's embedding quota."""
 
     def __init__(
         self,
         connection: gemini.Connection,
         config: Config,
         on_quota: Callable[[Quota], None] | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         self.model = config.embed_model
         self.concurrency = config.concurrency  # embedding calls in flight at once
         self._connection = connection
         self._config = config
-        self._throttle = Throttle(
+        self._throttle = throttle or Throttle(
             config.concurrency, config.embed_rpm, None, config.quota_window, on_quota
         )
 

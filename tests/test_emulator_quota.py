@@ -231,3 +231,23 @@ async def test_control_endpoint_takes_the_new_settings(emu: GeminiEmulator) -> N
         async with s.post("/_emulator/config", json={"rpm_style": "leaky"}) as r:
             assert r.status == 400
     assert (emu.settings.rpm_style, emu.settings.tpm) == ("bucket", 900)
+
+
+async def test_embed_rpm_refuses_the_call_past_it_within_the_window_with_its_quota_id(
+    emu: GeminiEmulator, client: genai.Client, clock: FakeClock
+) -> None:
+    emu.configure(embed_rpm=2)
+
+    async def embed() -> None:
+        await client.aio.models.embed_content(model="gemini-embedding-001", contents=["a"])
+
+    await embed()
+    await embed()
+    with pytest.raises(errors.ClientError) as info:
+        await embed()
+    assert info.value.code == 429 and info.value.status == "RESOURCE_EXHAUSTED"
+    failure = detail(info.value.details["error"], "QuotaFailure")
+    assert failure["violations"][0]["quotaId"].startswith("EmbedContentRequestsPerMinute")
+    clock.advance(60)
+    await embed()  # the window moved on
+    assert (emu.stats.embed_requests, emu.stats.rate_limited, emu.stats.day_limited) == (4, 1, 0)

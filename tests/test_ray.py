@@ -70,6 +70,19 @@ def test_two_actors_under_one_rpm_get_no_429s(images: list[str]) -> None:
     assert sorted(row["name"] for row in rows) == sorted(f"n{i}" for i in range(36))
 
 
+def test_two_actors_embedding_under_one_embed_rpm_get_no_429s(images: list[str]) -> None:
+    # one embedding call per description, 6 calls per 2 s window: each actor pacing its
+    # embeddings alone would send up to twice that
+    settings = EmulatorSettings(embed_rpm=6, quota_window=2.0, latency=(0.005, 0.01))
+    emulator = GeminiEmulator(settings)
+    with emulator.in_thread() as url:
+        config = emulator_config(url, embed=True, embed_rpm=6, embed_batch_size=1,
+                                 embed_dim=8, quota_window=2.0)  # fmt: skip
+        rows = describe_dataset(dataset(images[:18]), config, workers=2, batch_size=3).take_all()
+    assert (emulator.stats.embed_requests, emulator.stats.rate_limited) == (18, 0)
+    assert all(row["error_type"] is None and len(row["embedding"]) == 8 for row in rows)
+
+
 def test_a_daily_quota_stops_every_actor(images: list[str], tmp_path: Path) -> None:
     emulator = GeminiEmulator(EmulatorSettings(rpd=12, latency=(0.005, 0.01)))
     journals = tmp_path / "journal"

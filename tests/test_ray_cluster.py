@@ -133,7 +133,8 @@ def test_a_run_joins_a_cluster_by_its_address_and_uses_both_nodes(
     emulator = GeminiEmulator(EmulatorSettings(rpm=600))
     done = run([str(table), "-o", str(out), "--address", address, "--workers", "3",
                 "--batch-rows", "10", "-c", "2", "--id-col", "key", "--rpm", "600",
-                "--no-cache"], env, emulator, tmp_path / "home")  # fmt: skip
+                "--no-cache", "--embed", "--embed-dim", "8", "--embed-timeout", "0.2"],
+               env, emulator, tmp_path / "home")  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     summary = [line for line in done.stderr.splitlines() if line.startswith("describer:")]
     assert re.search(r"60 rows this run: 60 described, 0 failed", summary[-1]), summary
@@ -143,6 +144,7 @@ def test_a_run_joins_a_cluster_by_its_address_and_uses_both_nodes(
     rows = [r for shard in shards for r in pq.read_table(shard).to_pylist()]
     assert sorted(r["id"] for r in rows) == sorted(f"k{i}" for i in range(60))
     assert all(r["error"] is None and r["description"] for r in rows)
+    assert all(len(r["embedding"]) == 8 for r in rows)
     assert (emulator.stats.generate_requests, emulator.stats.rate_limited) == (60, 0)
 
 

@@ -28,6 +28,7 @@ from .options import (
     HELP,
     cache_option,
     connection_options,
+    embed_options,
     input_options,
     limit_options,
     model_options,
@@ -66,6 +67,10 @@ class RaySettings:
               help="Rows per batch (one journal file each).")
 @click.option("--permit-batch", type=click.IntRange(min=1), default=8, show_default=True,
               help="Permits a worker asks the quota keeper for at once.")
+@click.option("--embed", is_flag=True,
+              help="Add an embedding of each description (its calls under one embedding "
+                   "quota for the cluster, --embed-rpm).")
+@embed_options
 @model_options
 @service_tier_option
 @input_options
@@ -101,6 +106,7 @@ async def ray_main(table: str, out_dir: Path, config: Config, settings: RaySetti
     from ..ray.cluster import (
         connect,
         describe_dataset,
+        embed_limits,
         end_keeper,
         keeper_pace,
         keeper_stop,
@@ -114,12 +120,14 @@ async def ray_main(table: str, out_dir: Path, config: Config, settings: RaySetti
     ours = connect(settings.address, settings.workers)
     ray.data.DataContext.get_current().enable_progress_bars = bool(config.progress)
     keeper = start_keeper(config, settings.workers)
+    embed_keeper = start_keeper(embed_limits(config), settings.workers) if config.embed else None
     try:
         ds = read_table(table, config, settings.workers * BLOCKS_PER_WORKER)
         if done:
             ds = ds.map_batches(drop_done, fn_kwargs={"done": done, "config": config},
                                 batch_format="pyarrow")  # fmt: skip
         out = describe_dataset(ds, config, workers=settings.workers, keeper=keeper,
+                               embed_keeper=embed_keeper,
                                journal_dir=journal_dir(out_dir), batch_size=settings.batch_rows,
                                permit_batch=settings.permit_batch)  # fmt: skip
         counts = Counter[str]()
@@ -129,7 +137,9 @@ async def ray_main(table: str, out_dir: Path, config: Config, settings: RaySetti
             counts.update(batch.column("error_type").to_pylist())
         stop, reach = keeper_stop(keeper), keeper_pace(keeper)
     finally:
-        end_keeper(keeper)
+        for name in (keeper, embed_keeper):
+            if name is not None:
+                end_keeper(name)
     # Ray's shutdown waits on each of its processes to exit (1.3 s on 2 cores); the shards
     # need no Ray, so they are written meanwhile
     closing = threading.Thread(target=ray.shutdown if ours else _nothing, name="ray-shutdown")

@@ -157,6 +157,7 @@ class Quotas:
         self._clock = clock
         self._rpm: Limiter | None = None
         self._tpm: Limiter | None = None
+        self._embed_rpm: SlidingWindow | None = None
         self.day_count = 0
         self.embed_day_count = 0
         self.settings = settings
@@ -171,6 +172,7 @@ class Quotas:
                                settings.rpm_capacity)
         self._tpm = self._tune(None if restyled else self._tpm, settings.tpm,
                                settings.tpm_capacity)
+        self._embed_rpm = self._window(self._embed_rpm, settings.embed_rpm)
         if reseed:
             self._bare_rng = random.Random(f"{settings.seed}:bare")
 
@@ -186,9 +188,17 @@ class Quotas:
             return TokenBucket(limit, window, capacity, self._clock())
         return SlidingWindow(limit, window)
 
+    def _window(self, window: SlidingWindow | None, limit: int | None) -> SlidingWindow | None:
+        if limit is None:
+            return None
+        if window is None:
+            return SlidingWindow(limit, self.settings.quota_window)
+        window.retune(limit, self.settings.quota_window, limit)
+        return window
+
     def reset_window(self) -> None:
         """Forget what the per-minute quotas counted (windows empty, buckets full)."""
-        self._rpm = self._tpm = None
+        self._rpm = self._tpm = self._embed_rpm = None
         self.configure(self.settings)
 
     def reset_day(self) -> None:
@@ -224,10 +234,14 @@ class Quotas:
             raise self._refusal(wait, "tpm", self.settings.tpm, model)
 
     def admit_embed(self, model: str) -> None:
-        """Count one embedding call against ``embed_rpd``; the per-day 429 once spent."""
+        """Count one embedding call against ``embed_rpd`` and ``embed_rpm``; the 429 of the
+        one spent (the per-day one first)."""
         limit = self.settings.embed_rpd
         if limit is not None and self.embed_day_count >= limit:
             raise self._refusal(DAY_RETRY_S, "embed_rpd", limit, model)
+        wait = self._embed_rpm.take(self._clock(), 1) if self._embed_rpm is not None else 0.0
+        if wait:
+            raise self._refusal(wait, "embed_rpm", self.settings.embed_rpm, model)
         self.embed_day_count += 1
 
     def _refusal(self, wait: float, quota: str, limit: int | None, model: str) -> ApiError:

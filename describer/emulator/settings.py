@@ -21,7 +21,7 @@ SHED_STATUSES = (429, 503)
 IMPLICIT_CACHE_TTL_S = 300.0
 _RANGES = ("latency", "embed_latency", "flex_latency")
 _FRACTIONS = ("fault_rate", "bare_fraction", "flex_shed_rate")
-_COUNTS = ("rpm", "rpd", "embed_rpd", "tpm", "burst", "tpm_burst")
+_COUNTS = ("rpm", "rpd", "embed_rpd", "embed_rpm", "tpm", "burst", "tpm_burst")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,8 @@ class EmulatorSettings:
     rpd: generate requests accepted per day (a counter until ``reset_day``); None = no quota.
     embed_rpd: batchEmbedContents calls accepted per day (until ``reset_day``); None = no
         quota. Past it every embedding call gets the per-day 429.
+    embed_rpm: batchEmbedContents calls accepted per ``quota_window`` (always a sliding
+        window, whatever ``rpm_style``); None = no quota.
     bare_429: every quota 429 comes bare, without details (the same as bare_fraction=1).
     bare_fraction: fraction (0..1) of quota 429s that come bare, drawn from an RNG of its
         own (googleapis/python-genai#2065 shows such 429s).
@@ -83,6 +85,7 @@ class EmulatorSettings:
     embed_latency: tuple[float, float] = (0.0, 0.0)
     rpd: int | None = None
     embed_rpd: int | None = None
+    embed_rpm: int | None = None
     bare_429: bool = False
     rpm_style: str = "window"
     burst: int | None = None

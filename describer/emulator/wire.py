@@ -127,6 +127,9 @@ QUOTAS = {
             "GenerateContentInputTokensPerModelPerMinute-FreeTier"),
     "embed_rpd": ("generativelanguage.googleapis.com/embed_content_free_tier_requests",
                   "EmbedContentRequestsPerDayPerProjectPerModel-FreeTier"),
+    # named by analogy with the per-day id above (the per-minute id was not found published)
+    "embed_rpm": ("generativelanguage.googleapis.com/embed_content_free_tier_requests",
+                  "EmbedContentRequestsPerMinutePerProjectPerModel-FreeTier"),
 }
 
 

@@ -24,6 +24,7 @@ import math
 import os
 import socket
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from ..config import Config
@@ -69,6 +70,13 @@ def start_keeper(config: Config, workers: int, name: str | None = None) -> str:
     return name
 
 
+def embed_limits(config: Config) -> Config:
+    """The limits of a run's embedding calls as a keeper keeps them (:func:`start_keeper`):
+    ``--embed-rpm`` as the pace, no token pace and no ``--max-cost`` (embeddings are not
+    priced: the cost counts the describe calls)."""
+    return replace(config, rpm=config.embed_rpm, tpm=None, max_cost=None)
+
+
 def keeper_stop(name: str) -> Stop | None:
     """Why the run under keeper ``name`` stopped (None: it was not stopped)."""
     import ray
@@ -101,6 +109,7 @@ def describe_dataset(
     workers: int = 2,
     journal_dir: str | os.PathLike[str] | None = None,
     keeper: str | None = None,
+    embed_keeper: str | None = None,
     batch_size: int = DEFAULT_BATCH_ROWS,
     permit_batch: int = PERMIT_BATCH,
     num_cpus: float = WORKER_CPUS,
@@ -111,7 +120,9 @@ def describe_dataset(
 
     ``workers`` actors describe batches of ``batch_size`` rows under one quota: the keeper
     named ``keeper`` (else one is started, :func:`start_keeper`), asked for
-    ``permit_batch`` permits at most at a time. ``journal_dir``: where each batch's journal
+    ``permit_batch`` permits at most at a time; with ``config.embed``, their embedding calls
+    under a second keeper, ``embed_keeper`` (else one is started, :func:`embed_limits`).
+    ``journal_dir``: where each batch's journal
     goes (a folder every node can write: retried tasks then pay for nothing twice); None
     keeps no journal. Requires ``ray.init`` (or a running cluster) and ``describer[ray]``.
     Raises :class:`~describer.errors.ConfigError` for examples or ``--context`` documents,
@@ -125,11 +136,13 @@ def describe_dataset(
 
     _check_room(ray.cluster_resources().get("CPU", 0.0), workers * num_cpus)
     name = keeper or start_keeper(config, workers)
+    if config.embed and embed_keeper is None:
+        embed_keeper = start_keeper(embed_limits(config), workers)
     environ = {k: os.environ[k] for k in PASSED_ENVIRON if k in os.environ}
     if journal_dir is not None:
         os.makedirs(journal_dir, exist_ok=True)
     kwargs = {
-        "config": config, "keeper": name,
+        "config": config, "keeper": name, "embed_keeper": embed_keeper,
         "namespace": ray.get_runtime_context().namespace,
         "journal_dir": None if journal_dir is None else os.fspath(journal_dir),
         "environ": environ, "permit_batch": permit_batch,

@@ -44,7 +44,8 @@ class DescribeBatch:
     """``ray.data.Dataset.map_batches`` callable class: ``batch`` (a ``pyarrow.Table``) →
     the same table with the record columns (:mod:`describer.ray.rows`).
 
-    ``keeper``: the name of the run's quota keeper actor in ``namespace``; ``journal_dir``:
+    ``keeper``: the name of the run's quota keeper actor in ``namespace`` (and
+    ``embed_keeper``, the one of its embedding calls, with ``--embed``); ``journal_dir``:
     where batch journals go (a folder every node sees; None: records are kept in memory
     only, and a retried task describes its batch again); ``environ``: variables describer
     reads (``DESCRIBER_HOME``, API keys) set in the actor's process.
@@ -58,16 +59,20 @@ class DescribeBatch:
         journal_dir: str | None = None,
         environ: dict[str, str] | None = None,
         permit_batch: int = PERMIT_BATCH,
+        embed_keeper: str | None = None,
     ) -> None:
         import ray
 
         os.environ.update(environ or {})
         self._config = config
         self._keeper = ray.get_actor(keeper, namespace=namespace)
+        self._embed_keeper = (None if embed_keeper is None
+                              else ray.get_actor(embed_keeper, namespace=namespace))  # fmt: skip
         self._node = ray.get_runtime_context().get_node_id()
         self._journals = Path(journal_dir) if journal_dir else None
         self._permit_batch = permit_batch
         self._limits: tuple[ClusterThrottle, ClusterSpend] | None = None
+        self._embed_throttle: ClusterThrottle | None = None
 
     async def __call__(self, batch: Any) -> Any:
         sources = batch_sources(batch, self._config)
@@ -87,6 +92,9 @@ class DescribeBatch:
             throttle = ClusterThrottle(self._keeper, self._config, self._permit_batch,
                                        worker=worker)  # fmt: skip
             self._limits = (throttle, ClusterSpend(self._config, throttle))
+            if self._embed_keeper is not None:
+                self._embed_throttle = ClusterThrottle(
+                    self._embed_keeper, self._config, self._permit_batch, worker=worker)
         return self._limits
 
     async def _describe(
@@ -127,7 +135,8 @@ class DescribeBatch:
             pipeline = Pipeline(config, connection, watch, cache, limits=limits)
             results = pipeline.run(iter(sources), stop)
             if config.embed:
-                results = embed_results(results, Embedder(connection, config), config)
+                embedder = Embedder(connection, config, throttle=self._embed_throttle)
+                results = embed_results(results, embedder, config)
             async with closing(results) as stream:
                 async for result in stream:
                     if result.source not in watch.not_done:
