@@ -52,6 +52,36 @@ async def refresh(record: JobRecord, connection: gemini.Connection, config: Conf
     return record
 
 
+async def wait_for_room(
+    record: JobRecord,
+    connection: gemini.Connection,
+    config: Config,
+    max_jobs: int,
+    interval: float,
+    on_wait: Callable[[int], None] | None = None,
+) -> bool:
+    """Return once fewer than ``max_jobs`` of ``record``'s parts are unfinished (not in
+    :data:`FINAL_STATES`), so that one more job may be created: Gemini allows at most 100
+    concurrent batch jobs per project (ai.google.dev/gemini-api/docs/batch-mode, "rate
+    limits") and refuses the next with a 429. While ``max_jobs`` are unfinished, their states
+    are refreshed (:func:`refresh`, which saves the record) every ``interval`` seconds, the
+    first time at once; ``on_wait(unfinished)`` is called when the wait begins. Jobs of the
+    project that ``record`` does not hold are not counted: their 429s go through job
+    creation's retry policy. Returns True if it waited.
+
+    Raises :class:`ConfigError` when a job cannot be read after its retries.
+    """
+    waited = False
+    while (unfinished := sum(p.state not in FINAL_STATES for p in record.parts)) >= max_jobs:
+        if waited:
+            await asyncio.sleep(interval)
+        elif on_wait is not None:
+            on_wait(unfinished)
+        waited = True
+        await refresh(record, connection, config)
+    return waited
+
+
 async def cancel(record: JobRecord, connection: gemini.Connection, config: Config) -> JobRecord:
     """Cancel every unfinished part; the refreshed record."""
     for part in record.parts:

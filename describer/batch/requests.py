@@ -4,7 +4,10 @@ Each request line is ``{"key", "request"}`` with the media inline, or by Files A
 larger than the inline limit, and the settings of online calls (one encoding:
 :mod:`describer.gemini.encoding`). Inputs past one file's limit (2 GB, Gemini's limit for a
 batch input file) or ``max_requests`` are split into several jobs under one local record.
-Files are encoded and written in a worker thread, never on the event loop.
+Files are encoded and written in a worker thread, never on the event loop. At most
+``max_jobs`` of a submission's jobs are unfinished at once (Gemini's 100 concurrent batch
+jobs): a part waits for one to finish before its job is created, and reading further items
+waits with it.
 
 A submission that fails part-way keeps what was submitted: once an upload or a job creation
 fails after its retries, nothing more is sent; the items of the part that could not be sent,
@@ -32,7 +35,7 @@ from ..limits import ByteBudget, Lease
 from ..model import ErrorType, ItemError, Media, Prepared, Result, Source
 from ..pipeline import failed, internal_error, load, with_row
 from ..sources import SourceReader
-from .jobs import create_job, retried
+from .jobs import create_job, retried, wait_for_room
 from .store import JobRecord, jobs_dir
 
 log = logging.getLogger("describer")
@@ -40,6 +43,13 @@ log = logging.getLogger("describer")
 MAX_FILE_BYTES = 2_000_000_000
 #: Requests per job unless ``--batch-max-requests`` says otherwise.
 MAX_REQUESTS = 1_000_000
+#: Gemini's limit of concurrent batch jobs per project (ai.google.dev/gemini-api/docs/
+#: batch-mode, "rate limits": concurrent batch requests 100); the 101st create is a 429.
+#: A submission keeps at most this many of its jobs unfinished unless ``--batch-max-jobs``
+#: says otherwise.
+MAX_CONCURRENT_JOBS = 100
+#: Seconds between refreshes of the jobs' states while a part waits for room.
+POLL_INTERVAL = 30.0
 
 
 async def submit(
@@ -48,12 +58,20 @@ async def submit(
     connection: gemini.Connection,
     max_file_bytes: int = MAX_FILE_BYTES,
     max_requests: int = MAX_REQUESTS,
+    max_jobs: int = MAX_CONCURRENT_JOBS,
+    poll_interval: float = POLL_INTERVAL,
 ) -> JobRecord:
     """Prepare every source and submit batch jobs for them; the saved local record. Items
     that fail before submission are kept as records in the job's errors file, and so are
     items not sent because an upload or job creation failed part-way (``record.failure``
     says why, ``record.not_submitted`` how many). Examples and ``--context`` documents go
     in every request line (no context cache: see ``describer.context``).
+
+    Each job holds at most ``max_file_bytes`` bytes of request lines and ``max_requests``
+    requests. Before a job is created, fewer than ``max_jobs`` (default 100, Gemini's limit
+    of concurrent batch jobs: :data:`MAX_CONCURRENT_JOBS`) of this submission's jobs must be
+    unfinished; while that many are, their states are refreshed every ``poll_interval``
+    seconds (:func:`~.jobs.wait_for_room`), said once on stderr.
 
     Raises :class:`ConfigError` when no job could be created (the local files are removed
     first), or when the submission stops otherwise before its first job exists.
@@ -65,7 +83,7 @@ async def submit(
     reader = SourceReader.of(config)
     try:
         with RequestFiles(record, connection, config, max_file_bytes, max_requests,
-                          prefix) as files:
+                          prefix, (max_jobs, poll_interval)) as files:
             async for source, outcome, lease in _loaded(reader.iter(sources), connection, config):
                 if isinstance(outcome, Prepared):
                     await files.add(source, outcome)
@@ -132,7 +150,9 @@ async def _loaded(
 
 class RequestFiles:
     """Writes request lines into part files, the keys file and the errors file of one
-    record; creates a job for each full part. A context manager that closes the files."""
+    record; creates a job for each full part, once fewer than ``jobs[0]`` of the record's
+    jobs are unfinished (refreshed every ``jobs[1]`` seconds meanwhile). A context manager
+    that closes the files."""
 
     def __init__(
         self,
@@ -142,8 +162,11 @@ class RequestFiles:
         max_bytes: int,
         max_requests: int,
         prefix: list[dict[str, Any]] | None = None,
+        jobs: tuple[int, float] = (MAX_CONCURRENT_JOBS, POLL_INTERVAL),
     ) -> None:
         self._record, self._connection, self._config = record, connection, config
+        self._max_jobs, self._poll_interval = jobs
+        self._told = False  # the wait for room was said on stderr
         self._prefix = prefix  # the shared turns, REST JSON, in every line
         self._max_bytes, self._max_requests = max_bytes, max_requests
         self._keys: IO[str] = open(record.path(".keys.jsonl"), "w")  # noqa: SIM115
@@ -272,6 +295,7 @@ class RequestFiles:
         assert self._part is not None
         await asyncio.to_thread(self._part.close)
         self._part = None
+        await self._wait_for_room()
         part = await create_job(
             self._connection, self._config, self._part_path, self._part_requests,
             self._part_bytes,
@@ -281,6 +305,22 @@ class RequestFiles:
         self._part_path.unlink()  # the uploaded copy is the one that counts
         self._keys.flush()
         self._keys_mark = self._keys.tell()
+
+    async def _wait_for_room(self) -> None:
+        """Hold the open part's job until fewer than ``max_jobs`` of the record's jobs are
+        unfinished; the first wait of the submission is said on stderr."""
+
+        def say(unfinished: int) -> None:
+            limit = ("Gemini's limit of concurrent batch jobs"
+                     if self._max_jobs == MAX_CONCURRENT_JOBS else "--batch-max-jobs")
+            log.warning("batch %s: %d job%s unfinished (%s); part %d waits for one to finish",
+                        self._record.id, unfinished, "" if unfinished == 1 else "s", limit,
+                        len(self._record.parts) + 1)
+
+        self._told |= await wait_for_room(
+            self._record, self._connection, self._config, self._max_jobs,
+            self._poll_interval, None if self._told else say,
+        )  # fmt: skip
 
 
 def _request_line(

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 #: the same figure as ``describer.batch.MAX_FILE_BYTES``, not imported so that describe
 #: starts without the batch modules.
 MAX_FILE_BYTES = 2_000_000_000
+#: Gemini's limit of concurrent batch jobs per project (Batch API "rate limits"); the same
+#: figure as ``describer.batch.MAX_CONCURRENT_JOBS``, not imported for the same reason.
+MAX_CONCURRENT_JOBS = 100
 
 
 @cli.group("batch", context_settings=HELP)
@@ -57,14 +60,19 @@ def batch_group() -> None:
 @click.option("--wait", is_flag=True, help="Poll until every job is final, then fetch (-o).")
 @output_option
 @click.option("--poll-interval", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="Seconds between status checks with --wait.")
+              help="Seconds between status checks with --wait, and while a job waits for "
+                   "--batch-max-jobs.")
 @click.option("--batch-max-bytes", type=ByteSize(), default=MAX_FILE_BYTES, show_default=True,
               help="Largest request file per job (Gemini: 2 GB).")
 @click.option("--batch-max-requests", type=click.IntRange(min=1), default=1_000_000,
               show_default=True, help="Most requests per job.")
+@click.option("--batch-max-jobs", type=click.IntRange(min=1), default=MAX_CONCURRENT_JOBS,
+              show_default=True,
+              help="Most jobs of this submission unfinished at once; the next waits "
+                   "(Gemini: 100 concurrent batch jobs).")
 def batch_submit(
     sources: tuple[str, ...], wait: bool, poll_interval: float, batch_max_bytes: int,
-    batch_max_requests: int, **options: Any,
+    batch_max_requests: int, batch_max_jobs: int, **options: Any,
 ) -> None:  # fmt: skip
     """Prepare SOURCE... and submit them as batch jobs; prints the JOB id on stdout."""
 
@@ -72,7 +80,8 @@ def batch_submit(
         check_arguments(sources)
         config = Config(**options)
         limits = (batch_max_bytes, batch_max_requests)
-        return submit_main(sources, config, limits, poll_interval if wait else None)
+        return submit_main(sources, config, limits, poll_interval if wait else None,
+                           batch_max_jobs, poll_interval)
 
     finish(start)
 
@@ -121,16 +130,20 @@ def batch_list() -> None:
 
 
 async def submit_main(
-    sources: tuple[str, ...], config: Config, limits: tuple[int, int], wait: float | None
-) -> int:
-    """``batch submit``: the JOB id on stdout whenever a job exists; with ``wait``, then
-    ``batch fetch``. Exit 0; 1 when the submission failed part-way (the jobs created stand,
-    the items not sent are "not submitted" records that fetch reports); with ``wait``, fetch's
+    sources: tuple[str, ...], config: Config, limits: tuple[int, int], wait: float | None,
+    max_jobs: int = MAX_CONCURRENT_JOBS, poll_interval: float = 30.0,
+) -> int:  # fmt: skip
+    """``batch submit``: the JOB id on stdout whenever a job exists; with ``wait`` (seconds
+    between polls), then ``batch fetch``. ``limits``: the most bytes and requests per job;
+    ``max_jobs``: the most of the submission's jobs unfinished at once (Gemini allows 100
+    concurrent batch jobs), their states refreshed every ``poll_interval`` seconds while a
+    job waits. Exit 0; 1 when the submission failed part-way (the jobs created stand, the
+    items not sent are "not submitted" records that fetch reports); with ``wait``, fetch's
     code. Raises :class:`ConfigError` (exit 2) when no job could be created."""
     from ..batch import submit
 
     async with gemini.connect(config) as connection:
-        record = await submit(sources, config, connection, *limits)
+        record = await submit(sources, config, connection, *limits, max_jobs, poll_interval)
         click.echo(record.id)
         summary = (f"describer: batch {record.id}: {record.submitted} requests in "
                    f"{len(record.parts)} job(s), {record.failed_before} failed before submission")

@@ -19,7 +19,7 @@ the client. Its modules follow the API surface it emulates:
 - ``models``: generateContent, batchEmbedContents, embedContent (``emu.models``);
 - ``contexts``: explicit context caches, ``cachedContents`` (``emu.contexts``);
 - ``files``: the Files API (``emu.files``); ``jobs`` and ``batches``: the Batch API
-  (``emu.batch``);
+  (``emu.batch``), with ``batch_control`` (its ``/_emulator/batch`` routes);
 - ``server``: ``GeminiEmulator``, composing the above, and its control endpoints;
 - ``images``: ``ImageServer``; ``loopback``: the server lifecycle both share.
 """

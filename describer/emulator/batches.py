@@ -24,6 +24,8 @@ Figures and where they come from:
 * 20 MB per inline batch create request (Batch API: inline requests under 20 MB; the
   emulator applies the 20 MiB inline limit of generateContent).
 * 2 GB per input file (Files API limit, see files.py).
+* 100 concurrent batch jobs per project (``max_concurrent_jobs``; Batch API "rate limits":
+  concurrent batch requests 100); past it batches.create is a 429 (wire.batch_limit_error).
 * Lines may carry ``fileData`` http(s) URLs (Gemini fetches them on the Batch API too):
   fetched when the job runs, each URL that cannot be fetched failing its lines with the
   400 of urls.py.
@@ -42,6 +44,7 @@ import aiohttp
 from aiohttp import web
 
 from .answers import build_response
+from .batch_control import add_control_routes
 from .behaviour import Behaviour
 from .contents import (
     MAX_REQUEST_BYTES,
@@ -68,20 +71,31 @@ from .jobs import (
 )
 from .stats import BatchStats
 from .urls import UrlParts, fetch_each, url_uris
-from .wire import ApiError, api_route, error_response, get_field, load_json, new_id, page, short_id
+from .wire import (
+    ApiError,
+    api_route,
+    batch_limit_error,
+    get_field,
+    load_json,
+    new_id,
+    page,
+    short_id,
+)
 
 MSG_NO_BATCH_INPUT = "* BatchGenerateContentRequest.batch.input_config: input is required"
 MSG_EMPTY_BATCH = "The batch input contains no requests."
 MSG_BATCH_FAILED = "The batch job failed."
+#: Concurrent batch jobs per project (Batch API "rate limits": 100 concurrent batch requests).
+MAX_CONCURRENT_JOBS = 100
 _JOB_SETTINGS = ("pending_polls", "running_polls", "pending_seconds", "running_seconds",
-                 "end_state")
+                 "end_state", "max_concurrent_jobs")
 
 
 class BatchApi:
     """Batch API state and routes of one GeminiEmulator (``emu.batch``).
 
     Python API for tests: ``jobs`` (name -> BatchJob), ``stats`` (BatchStats, shared with
-    ``emu.files``; files live are ``emu.files.live``), ``force(name, state)``,
+    ``files``, the FilesApi ``emu.files``), ``unfinished()``, ``force(name, state)``,
     ``configure(**settings)``. Settings (plain attributes, deterministic by default):
 
     pending_polls: batches.get calls that still see PENDING (default 1; None: poll count
@@ -89,6 +103,10 @@ class BatchApi:
     pending_seconds / running_seconds: or advance after this long in the state (None: off);
         whichever of polls / seconds comes first advances the job, checked on each get;
     end_state: where jobs end on their own: SUCCEEDED (default), FAILED or EXPIRED;
+    max_concurrent_jobs: batches.create answers 429 (wire.batch_limit_error) while this
+        many jobs are PENDING or RUNNING (default MAX_CONCURRENT_JOBS, 100; None: no limit;
+        0 refuses every create). Jobs move on only when polled, so a job counts until a get
+        (or ``force``) sees it end, whatever its seconds;
     missing_file_status: the Files API's setting (emu.files), accepted here too.
     """
 
@@ -102,15 +120,17 @@ class BatchApi:
         self.pending_seconds: float | None = None
         self.running_seconds: float | None = None
         self.end_state = SUCCEEDED
+        self.max_concurrent_jobs: int | None = MAX_CONCURRENT_JOBS
         self._behaviour = behaviour
-        self._files = files
+        self.files = files
         self._base_url = base_url
         self._client = client
 
     # ----- Python control API ----------------------------------------------------------
     def configure(self, **changes: Any) -> dict[str, Any]:
         """Set settings by name (see class docstring); returns all settings. ValueError for
-        an unknown name or an end_state other than SUCCEEDED, FAILED or EXPIRED."""
+        an unknown name, an end_state other than SUCCEEDED, FAILED or EXPIRED, or a
+        max_concurrent_jobs other than None or an integer >= 0."""
         unknown = set(changes) - set(self.settings())
         if unknown:
             raise ValueError(f"unknown batch setting {sorted(unknown)[0]!r}")
@@ -119,15 +139,18 @@ class BatchApi:
                 value = state_name(value)
                 if value not in (SUCCEEDED, FAILED, EXPIRED):
                     raise ValueError("end_state must be SUCCEEDED, FAILED or EXPIRED")
+            if key == "max_concurrent_jobs" and not (
+                    value is None or (type(value) is int and value >= 0)):
+                raise ValueError("max_concurrent_jobs must be None or an integer >= 0")
             if key in _JOB_SETTINGS:
                 setattr(self, key, value)
             else:
-                self._files.configure(**{key: value})
+                self.files.configure(**{key: value})
         return self.settings()
 
     def settings(self) -> dict[str, Any]:
         """The current settings as a dict (job settings and the Files API's)."""
-        return {**{n: getattr(self, n) for n in _JOB_SETTINGS}, **self._files.settings()}
+        return {**{n: getattr(self, n) for n in _JOB_SETTINGS}, **self.files.settings()}
 
     def force(self, name: str, state: str) -> BatchJob:
         """Put job ``name`` in ``state`` now: SUCCEEDED (answers its requests), FAILED,
@@ -147,28 +170,33 @@ class BatchApi:
 
     # ----- routes ----------------------------------------------------------------------
     def add_routes(self, app: web.Application) -> None:
-        """Register the Batch API routes and ``/_emulator/batch`` control routes on ``app``
-        (batchGenerateContent is served by the models router, see :meth:`create`)."""
+        """Register the Batch API routes and the ``/_emulator/batch`` control routes
+        (batch_control.py) on ``app`` (batchGenerateContent is served by the models router,
+        see :meth:`create`)."""
         key, r = self._behaviour.check_key, app.router
         r.add_get("/{version}/batches", api_route(self._list_jobs, self.stats, key))
         r.add_get("/{version}/batches/{name}", api_route(self._get_job, self.stats, key))
         r.add_post("/{version}/batches/{name}", api_route(self._cancel_job, self.stats, key))
         r.add_delete("/{version}/batches/{name}", api_route(self._delete_job, self.stats, key))
-        r.add_get("/_emulator/batch", self._handle_control)
-        r.add_post("/_emulator/batch", self._handle_configure)
-        r.add_post("/_emulator/batch/force", self._handle_force)
+        add_control_routes(app, self)
 
     async def create(self, request: web.Request, model: str, body: bytes) -> dict[str, Any]:
         """batchGenerateContent: a new PENDING job from an input file or inline requests;
-        returns its Operation. ApiError 400 for no input, no requests or an inline body over
-        20 MiB; the Files API's error for a missing input file."""
+        returns its Operation. ApiError 429 (counted in ``stats.batch_jobs_refused``) while
+        ``max_concurrent_jobs`` jobs are unfinished, checked first; 400 for no input, no
+        requests or an inline body over 20 MiB; the Files API's error for a missing input
+        file."""
+        if self.max_concurrent_jobs is not None and (
+                self.unfinished() >= self.max_concurrent_jobs):
+            self.stats.batch_jobs_refused += 1
+            raise batch_limit_error()
         batch = load_json(body).get("batch")
         batch = batch if isinstance(batch, dict) else {}
         config = get_field(batch, "inputConfig", "input_config")
         config = config if isinstance(config, dict) else {}
         file_name = get_field(config, "fileName", "file_name")
         if file_name:
-            data = self._files.get(str(file_name)).data
+            data = self.files.get(str(file_name)).data
             lines = (await asyncio.to_thread(parse_jsonl, data)
                      if len(data) > THREAD_DECODE_BYTES else parse_jsonl(data))
         elif "requests" in config:
@@ -191,7 +219,12 @@ class BatchApi:
         self.stats.batch_jobs_created += 1
         self.stats.batch_requests += len(lines)
         self.stats.requests_per_job.append(len(lines))
+        self.stats.max_unfinished = max(self.stats.max_unfinished, self.unfinished())
         return job
+
+    def unfinished(self) -> int:
+        """How many jobs are PENDING or RUNNING now (deleted jobs are not counted)."""
+        return sum(job.state not in TERMINAL for job in self.jobs.values())
 
     def _job(self, name: str) -> BatchJob:
         job = self.jobs.get(f"batches/{short_id(name, 'batches')}")
@@ -217,7 +250,7 @@ class BatchApi:
             parsed: list[GenerateRequest | ApiError] = []
             if self.end_state == SUCCEEDED:
                 files = await self._url_parts(job)
-                big = job.input_bytes > THREAD_DECODE_BYTES or files is not self._files
+                big = job.input_bytes > THREAD_DECODE_BYTES or files is not self.files
                 parsed = (await asyncio.to_thread(self._parse_lines, job, files)
                           if big else self._parse_lines(job, files))
                 urls = [m for p in parsed if not isinstance(p, ApiError)
@@ -240,8 +273,8 @@ class BatchApi:
         uris = list(dict.fromkeys(u for line in job.lines if line.request is not None
                                   for u in url_uris(line.request, own)))
         if not uris or self._client is None:
-            return self._files
-        return UrlParts(self._files, await fetch_each(self._client(), uris), own)
+            return self.files
+        return UrlParts(self.files, await fetch_each(self._client(), uris), own)
 
     def _parse_lines(self, job: BatchJob,
                      files: FileParts | None = None) -> list[GenerateRequest | ApiError]:
@@ -251,7 +284,7 @@ class BatchApi:
             try:
                 if line.error is not None or line.request is None:
                     raise line.error or ApiError(400)
-                out.append(parse_payload(job.model, line.request, files or self._files, True))
+                out.append(parse_payload(job.model, line.request, files or self.files, True))
             except ApiError as err:
                 out.append(err)
         return out
@@ -286,7 +319,7 @@ class BatchApi:
         name = f"files/batch-{short_id(job.name, 'batches')}"
         data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in results).encode()
         base = f"{self._base_url()}/{version}/{name}"
-        return self._files.put(StoredFile(name, data, "application/jsonl",
+        return self.files.put(StoredFile(name, data, "application/jsonl",
                                           f"{job.display_name} responses", base, "GENERATED",
                                           f"{base}:download?alt=media"))
 
@@ -312,35 +345,3 @@ class BatchApi:
         if token:
             out["nextPageToken"] = token
         return web.json_response(out)
-
-    # ----- control endpoints -------------------------------------------------------------
-    async def _handle_control(self, request: web.Request) -> web.Response:
-        """GET /_emulator/batch: settings, stats (with files_live), jobs and files."""
-        stats = {**self.stats.to_dict(), "files_live": self._files.live}
-        jobs = [{"name": j.name, "state": j.state, "requests": len(j.lines), "polls": j.polls,
-                 "result_file": j.result_file} for j in self.jobs.values()]
-        files = [{"name": f.name, "mimeType": f.mime_type, "sizeBytes": len(f.data),
-                  "source": f.source} for f in self._files.files.values()]
-        return web.json_response({"settings": self.settings(), "stats": stats, "jobs": jobs,
-                                  "files": files})
-
-    async def _handle_configure(self, request: web.Request) -> web.Response:
-        """POST /_emulator/batch {"pending_polls": 0, ...}: change settings."""
-        try:
-            changes = await request.json()
-            if not isinstance(changes, dict):
-                raise ValueError("expected a JSON object")
-            return web.json_response(self.configure(**changes))
-        except (ValueError, TypeError) as exc:
-            return error_response(ApiError(400, str(exc)))
-
-    async def _handle_force(self, request: web.Request) -> web.Response:
-        """POST /_emulator/batch/force {"name": "batches/..", "state": "EXPIRED"}."""
-        try:
-            payload = await request.json()
-            job = self.force(str(payload["name"]), str(payload["state"]))
-        except (ValueError, TypeError, KeyError) as exc:
-            return error_response(ApiError(400, str(exc)))
-        except ApiError as err:
-            return error_response(err)
-        return web.json_response(job.operation())

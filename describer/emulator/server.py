@@ -6,8 +6,8 @@ it receives, answers with deterministic media-derived text, Google-shaped usage 
 Google-shaped errors (400, 403, 404, 429, 500, 503), and records what it saw.
 
 Where each part lives: models.py (generateContent, embeddings), files.py (Files API),
-batches.py and jobs.py (Batch API), contexts.py (cachedContents), behaviour.py (latency,
-faults, flex, scripts) with
+batches.py, jobs.py and batch_control.py (Batch API), contexts.py (cachedContents),
+behaviour.py (latency, faults, flex, scripts) with
 settings.py (EmulatorSettings), quota.py (quotas) and caching.py (implicit cache),
 contents.py / media.py / answers.py (requests in, answers out), wire.py (errors and JSON),
 stats.py (what tests assert on), loopback.py (the aiohttp server lifecycle).

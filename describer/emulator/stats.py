@@ -139,8 +139,10 @@ class BatchStats:
     file_bytes_downloaded; file_parts: Files API fileData parts resolved (generateContent and
     batch lines); url_parts / url_bytes_fetched: fileData http(s) URL parts of batch lines
     answered and the bytes fetched for them (urls.py); batch_jobs_created; batch_requests:
-    requests in all created jobs; requests_per_job: one count per created job; batch_polls:
-    batches.get calls; batch_cancels: cancels of unfinished jobs; batch_deletes;
+    requests in all created jobs; requests_per_job: one count per created job;
+    batch_jobs_refused: creates answered 429 for ``max_concurrent_jobs`` (batches.py);
+    max_unfinished: the most jobs PENDING or RUNNING at once (as each create left them);
+    batch_polls: batches.get calls; batch_cancels: cancels of unfinished jobs; batch_deletes;
     responses_by_status / request_bytes: of the Files/Batch endpoints only
     (batchGenerateContent is counted in ``emu.stats`` like generateContent).
     """
@@ -158,6 +160,8 @@ class BatchStats:
     batch_jobs_created: int = 0
     batch_requests: int = 0
     requests_per_job: list[int] = field(default_factory=list)
+    batch_jobs_refused: int = 0
+    max_unfinished: int = 0
     batch_polls: int = 0
     batch_cancels: int = 0
     batch_deletes: int = 0

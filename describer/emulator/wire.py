@@ -3,7 +3,7 @@
 Error bodies are Google's ``{"error": {"code", "message", "status", "details"?}}`` with the
 google.rpc.Code names (400 INVALID_ARGUMENT, 403 PERMISSION_DENIED, 404 NOT_FOUND, 429
 RESOURCE_EXHAUSTED, 500 INTERNAL, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED). Messages are modelled
-on real Gemini API answers (shape and wording); the two with details:
+on real Gemini API answers (shape and wording); those with details:
 
 * 429 quota: the message names the metric, limit and model and ends "Please retry in
   41.599174853s."; ``google.rpc.QuotaFailure`` (quotaMetric, quotaId
@@ -11,6 +11,8 @@ on real Gemini API answers (shape and wording); the two with details:
   quotaDimensions location/model, quotaValue = the limit), ``google.rpc.Help`` and
   ``google.rpc.RetryInfo.retryDelay`` ("42s"), as in googleapis/python-genai#1875; or no
   details at all (python-genai#2065).
+* 429 for a batch job past the concurrent jobs limit: the quota message with the Help link
+  only (``batch_limit_error`` says why).
 * 403 suspended key: "Permission denied: Consumer 'api_key:KEY' has been suspended." with a
   ``google.rpc.ErrorInfo`` (reason CONSUMER_SUSPENDED, domain googleapis.com, metadata
   service / consumer / containerInfo ``api_key:KEY``) and a ``google.rpc.LocalizedMessage``:
@@ -133,6 +135,14 @@ QUOTAS = {
 }
 
 
+#: The ``google.rpc.Help`` detail of Gemini's quota 429s (googleapis/python-genai#1875).
+QUOTA_HELP: dict[str, Any] = {
+    "@type": "type.googleapis.com/google.rpc.Help",
+    "links": [{"description": "Learn more about Gemini API quotas",
+               "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}],
+}
+
+
 def quota_error(retry_delay_s: float, quota: str = "rpm", limit: int | None = None,
                 model: str = "gemini-2.5-flash", bare: bool = False) -> ApiError:
     """The 429 RESOURCE_EXHAUSTED Gemini sends when a quota is spent, as Google sends it.
@@ -157,15 +167,24 @@ def quota_error(retry_delay_s: float, quota: str = "rpm", limit: int | None = No
         violation["quotaValue"] = shown
     err = ApiError(429, message, [
         {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]},
-        {"@type": "type.googleapis.com/google.rpc.Help", "links": [{
-            "description": "Learn more about Gemini API quotas",
-            "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
-        }]},
+        QUOTA_HELP,
         {"@type": "type.googleapis.com/google.rpc.RetryInfo",
          "retryDelay": f"{math.ceil(retry_delay_s)}s"},
     ])
     err.quota = quota
     return err
+
+
+def batch_limit_error() -> ApiError:
+    """The 429 RESOURCE_EXHAUSTED for a batches.create past the concurrent batch jobs limit.
+
+    Gemini documents the limit (100 concurrent batch requests, Batch API "rate limits") but
+    not its answer, so this models the harsher case: Gemini's quota message and its Help
+    link, as a 429 from the Batch API was seen (langchain4j/langchain4j#3942, CI log of
+    2026-01), with no QuotaFailure naming the limit and no RetryInfo: the client learns
+    neither which limit was hit nor when to try again.
+    """
+    return ApiError(429, MSG_QUOTA, [QUOTA_HELP])
 
 
 def suspended_error(key: str) -> ApiError:
