@@ -126,8 +126,10 @@ def shared_quota(args: argparse.Namespace) -> None:
     settings = EmulatorSettings(rpm=args.rpm, latency=(0.2, 0.4))
     emulator = GeminiEmulator(settings)
     with emulator.in_thread() as url:
+        # batches of 50 rows: every actor gets some (256-row batches left the 4th idle)
         wall, line = run(["ray", str(table), "-o", str(fresh(OUT / "quota")), "--workers", "4",
-                          "-c", "8", "--rpm", str(args.rpm), "--no-cache"], url)  # fmt: skip
+                          "--batch-rows", "50", "-c", "8", "--rpm", str(args.rpm),
+                          "--no-cache"], url)  # fmt: skip
     stats = emulator.stats
     spread = span(emulator) + 60.0 / args.rpm  # plus one gap: N requests span N - 1 gaps
     ideal = args.quota_images / args.rpm * 60
