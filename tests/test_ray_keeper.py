@@ -104,7 +104,10 @@ async def test_max_cost_is_kept_for_the_cluster_from_the_workers_reports() -> No
     assert sum(grant.count for grant in grants) == calls
     stop = grants[-1].stopped
     assert stop is not None and stop.quota == MAX_COST and "--max-cost" in stop.reason
-    keeper.report(Report(settled=[(price, Usage(1000, 10))] * calls))
+    report = Report()
+    for _ in range(calls):
+        report.settle(price, spend.spent_on(Usage(1000, 10)))
+    keeper.report(report)
     assert keeper.stopped() is not None  # a stop at --max-cost is for good, as in one process
 
 

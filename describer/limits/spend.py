@@ -65,9 +65,16 @@ class Spend:
 
     def settle(self, reserved: float, usage: Usage | None) -> None:
         """A call reserved ``reserved`` dollars and ended with ``usage`` (None: not billed)."""
+        self.settle_dollars(reserved, self.spent_on(usage))
+
+    def spent_on(self, usage: Usage | None) -> float:
+        """The dollars a call with ``usage`` cost (0 when it was not billed or not priced)."""
+        return 0.0 if usage is None else self.price(0, usage) or 0.0
+
+    def settle_dollars(self, reserved: float, spent: float) -> None:
+        """Calls that reserved ``reserved`` dollars in all ended, costing ``spent``."""
         self.reserved -= reserved
-        if usage is not None:
-            self.spent += self.price(0, usage) or 0.0
+        self.spent += spent
 
     def _reason(self) -> str:
         return (

@@ -145,4 +145,4 @@ class ClusterSpend(Spend):
     def settle(self, reserved: float, usage: Usage | None) -> None:
         """Settle locally and queue the settlement for the keeper."""
         super().settle(reserved, usage)
-        self._throttle.report.settled.append((reserved, usage))
+        self._throttle.report.settle(reserved, self.spent_on(usage))
