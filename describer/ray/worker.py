@@ -2,19 +2,21 @@
 one batch of rows at a time, under the cluster's quota.
 
 Each actor holds one :class:`~describer.ray.permits.ClusterThrottle` and
-:class:`~describer.ray.permits.ClusterSpend` for all its batches (Ray Data runs an async
-callable class's batches, up to 4 at once, on one event loop per actor), and opens a
-connection and the result cache per batch. With a journal folder, every record is written
-the moment it is made to the batch's own JSONL journal, ``<journal_dir>/<batch digest>.jsonl``
-(the digest of the batch's row keys, in order): a task Ray retries after its actor died
-gets the same batch, resumes that journal (:func:`describer.output.open_sink`) and describes
-only what is not in it, so nothing described is described (or billed) again. The batch's
-rows are then made from the journal: one record per key, whichever attempt wrote it.
+:class:`~describer.ray.permits.ClusterSpend`, and one connection (one HTTP session), for all
+its batches (Ray Data runs an async callable class's batches, up to 4 at once, on one event
+loop per actor), and opens the result cache per batch. With a journal folder, every record
+is written the moment it is made to the batch's own JSONL journal, ``<journal_dir>/<batch
+digest>.jsonl`` (the digest of the batch's row keys, in order): a task Ray retries after its
+actor died gets the same batch, resumes that journal (:func:`describer.output.open_sink`)
+and describes only what is not in it, so nothing described is described (or billed) again.
+The batch's rows are then made from the journal: one record per key, whichever attempt wrote
+it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -73,6 +75,9 @@ class DescribeBatch:
         self._permit_batch = permit_batch
         self._limits: tuple[ClusterThrottle, ClusterSpend] | None = None
         self._embed_throttle: ClusterThrottle | None = None
+        self._connection: gemini.Connection | None = None
+        self._connecting = asyncio.Lock()  # bound to the actor's loop at first use
+        self._held = contextlib.AsyncExitStack()  # the connection, for the actor's life
 
     async def __call__(self, batch: Any) -> Any:
         sources = batch_sources(batch, self._config)
@@ -131,7 +136,8 @@ class DescribeBatch:
         config = self._config
         stop = asyncio.Event()
         watch = QuotaWatch(log.warning, stop)
-        async with gemini.connect(config) as connection, open_cache(config) as cache:
+        connection = await self._connect()
+        async with open_cache(config) as cache:
             pipeline = Pipeline(config, connection, watch, cache, limits=limits)
             results = pipeline.run(iter(sources), stop)
             if config.embed:
@@ -141,6 +147,18 @@ class DescribeBatch:
                 async for result in stream:
                     if result.source not in watch.not_done:
                         write(result)
+
+
+    async def _connect(self) -> gemini.Connection:
+        """The actor's one connection (HTTP session and google-genai client), made by its
+        first batch and kept for the actor's life: a client per batch cost an SSL context
+        each (google-genai makes one per client), ~4 % of an actor's time in
+        scripts/bench_ray.py. Ray ends the actor's process with it."""
+        async with self._connecting:
+            if self._connection is None:
+                self._connection = await self._held.enter_async_context(
+                    gemini.connect(self._config))
+        return self._connection
 
 
 def batch_digest(keys: Iterator[bytes] | dict[bytes, Any]) -> str:
