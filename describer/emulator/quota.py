@@ -157,7 +157,7 @@ class Quotas:
         self._clock = clock
         self._rpm: Limiter | None = None
         self._tpm: Limiter | None = None
-        self._embed_rpm: SlidingWindow | None = None
+        self._embed_rpm: Limiter | None = None
         self.day_count = 0
         self.embed_day_count = 0
         self.settings = settings
@@ -168,33 +168,28 @@ class Quotas:
         style starts afresh; ``reseed`` re-seeds the bare-429 RNG from ``settings.seed``."""
         restyled = settings.rpm_style != self.settings.rpm_style
         self.settings = settings
+        bucket = settings.rpm_style == "bucket"
         self._rpm = self._tune(None if restyled else self._rpm, settings.rpm,
-                               settings.rpm_capacity)
+                               settings.rpm_capacity, bucket)
         self._tpm = self._tune(None if restyled else self._tpm, settings.tpm,
-                               settings.tpm_capacity)
-        self._embed_rpm = self._window(self._embed_rpm, settings.embed_rpm)
+                               settings.tpm_capacity, bucket)
+        # the embedding quota is always a window, whatever rpm_style (settings.py)
+        self._embed_rpm = self._tune(self._embed_rpm, settings.embed_rpm, settings.embed_rpm,
+                                     bucket=False)
         if reseed:
             self._bare_rng = random.Random(f"{settings.seed}:bare")
 
     def _tune(self, limiter: Limiter | None, limit: int | None,
-              capacity: int | None) -> Limiter | None:
+              capacity: int | None, bucket: bool) -> Limiter | None:
         window = self.settings.quota_window
         if limit is None or capacity is None:
             return None
         if limiter is not None:
             limiter.retune(limit, window, capacity)
             return limiter
-        if self.settings.rpm_style == "bucket":
+        if bucket:
             return TokenBucket(limit, window, capacity, self._clock())
         return SlidingWindow(limit, window)
-
-    def _window(self, window: SlidingWindow | None, limit: int | None) -> SlidingWindow | None:
-        if limit is None:
-            return None
-        if window is None:
-            return SlidingWindow(limit, self.settings.quota_window)
-        window.retune(limit, self.settings.quota_window, limit)
-        return window
 
     def reset_window(self) -> None:
         """Forget what the per-minute quotas counted (windows empty, buckets full)."""
