@@ -96,17 +96,16 @@ class Report:
 
     reserved: float = 0.0
     spent: float = 0.0
-    calls: int = 0
     extra_tokens: int = 0
 
     def settle(self, reserved: float, spent: float) -> None:
         """Add one finished call."""
         self.reserved += reserved
         self.spent += spent
-        self.calls += 1
 
     def __bool__(self) -> bool:
-        return bool(self.calls or self.extra_tokens)
+        """Whether there is anything to tell (settling no dollars changes nothing)."""
+        return bool(self.reserved or self.spent or self.extra_tokens)
 
 
 class QuotaKeeper:
