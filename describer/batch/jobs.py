@@ -72,7 +72,7 @@ async def wait_for_room(
     Raises :class:`ConfigError` when a job cannot be read after its retries.
     """
     waited = False
-    while (unfinished := sum(p.state not in FINAL_STATES for p in record.parts)) >= max_jobs:
+    while (unfinished := record.unfinished) >= max_jobs:
         if waited:
             await asyncio.sleep(interval)
         elif on_wait is not None:

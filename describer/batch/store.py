@@ -104,7 +104,12 @@ class JobRecord:
     @property
     def done(self) -> bool:
         """True when every part reached a final state."""
-        return all(part.state in FINAL_STATES for part in self.parts)
+        return self.unfinished == 0
+
+    @property
+    def unfinished(self) -> int:
+        """How many parts are not in a final state (PENDING or RUNNING as last seen)."""
+        return sum(part.state not in FINAL_STATES for part in self.parts)
 
 
 def _record_paths(job: str) -> Iterator[Path]:
